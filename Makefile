@@ -1,0 +1,62 @@
+# xdp-director — build, test, demo and benchmarks.
+# Fresh machine: `make demo` (the demo) or `make test` (all tests). Both install what they need.
+
+SHELL := /bin/bash
+CLANG ?= clang
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool iproute2 tcpdump wrk prometheus ethtool \
+                iputils-ping curl qemu-system-x86 busybox-static cpio kmod ipvsadm
+BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I bpf -I /usr/include/x86_64-linux-gnu
+BPF_OBJ := bpf/director.bpf.o
+BPF_SRC := $(wildcard bpf/*.c bpf/*.h)
+
+.PHONY: all deps apt npm build bpf ts test test-ipvs bench bench-e2e bench-stats demo clean bpffs
+
+all: build
+
+# Installs only what is missing, so it is cheap on a machine that already has everything.
+deps: apt npm bpffs
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+npm: node_modules/.package-lock.json
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# bpffs is where the director pins its maps; mount it if the host has not.
+bpffs:
+	@mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+
+build: bpf ts
+
+bpf: $(BPF_OBJ)
+$(BPF_OBJ): $(BPF_SRC)
+	$(CLANG) $(BPF_CFLAGS) -c bpf/director.bpf.c -o $@
+
+ts: npm
+	npx tsc -p tsconfig.json
+
+test: deps build
+	node test/run.mjs
+
+test-ipvs: deps build
+	node test/run.mjs ipvs-guest
+
+bench: bench-e2e bench-stats
+
+bench-e2e: deps build
+	node --import tsx bench/e2e.ts
+
+bench-stats: deps build
+	node --import tsx bench/stats.ts
+
+demo: deps build
+	node --import tsx test/demo/demo.ts
+
+clean:
+	rm -rf dist $(BPF_OBJ)

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Structs and constants shared by the XDP program and the TypeScript control plane.
+ *
+ * This is the single definition of every map key and value. The TypeScript codecs in
+ * control/dataplane/xdp/codecs.ts mirror it, and test/dataplane/btf-layout.test.ts checks
+ * them against the BTF of the compiled object, so the two cannot drift.
+ *
+ * Layout rules: fixed-width types only, explicit padding, no bitfields, every struct a
+ * multiple of 8 bytes where it holds a u64. Addresses are 16 bytes in network byte order;
+ * an IPv4 address sits in addr[0] with addr[1..3] zero, so one code path serves both families.
+ */
+#ifndef XDIR_DIRECTOR_SHARED_H
+#define XDIR_DIRECTOR_SHARED_H
+
+#include <linux/types.h>
+
+#define XDIR_FAMILY_V4 4
+#define XDIR_FAMILY_V6 6
+
+/* Key of the virtual-service table: which service a packet is for. port 0 = all ports. */
+struct vip_key {
+	__be32 addr[4];
+	__be16 port;
+	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;  /* XDIR_FAMILY_V4 or XDIR_FAMILY_V6 */
+};
+
+/* Hash only the client's address, not its port: all of a client's flows go to one backend
+ * (the XDP form of IPVS persistence). */
+#define XDIR_VIP_F_HASH_SRC_ONLY (1U << 0)
+
+/* Result of a virtual-service lookup. vip_id indexes the Maglev ring map and vip_stats. */
+struct vip_meta {
+	__u32 vip_id;
+	__u32 flags;  /* XDIR_VIP_F_* */
+};
+
+/* Backend MAC in .mac is valid; without it the program asks the kernel FIB/neighbour table. */
+#define XDIR_BACKEND_F_MAC_VALID (1U << 0)
+
+/* A real server, indexed by backend id (the value stored in Maglev ring slots). */
+struct backend {
+	__be32 addr[4];
+	__u8 mac[6];
+	__u8 family;  /* XDIR_FAMILY_V4 or XDIR_FAMILY_V6 */
+	__u8 flags;   /* XDIR_BACKEND_F_* */
+};
+
+/* Key of the connection table: a client flow as it arrives at the director. */
+struct flow_key {
+	__be32 src[4];
+	__be32 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+/* The flow has seen a TCP FIN or RST: it expires after the closing timeout, not the idle one. */
+#define XDIR_FLOW_F_CLOSING (1U << 0)
+
+/* Where an established flow goes. The MAC is kept here, not looked up through backend_id,
+ * so a flow keeps its real server even after that backend is removed and its id reused. */
+struct flow_state {
+	__u64 last_seen_ns;  /* bpf_ktime_get_ns() of the last packet, refreshed at most once a second */
+	__u32 backend_id;    /* for counters only */
+	__u8 backend_mac[6];
+	__u8 flags;          /* XDIR_FLOW_F_* */
+	__u8 pad[5];
+};
+
+/* Per-CPU packet and byte counter; user space sums the CPUs. */
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/*
+ * Why a packet took the path it took. Every packet that reaches the program is counted under
+ * exactly one XDIR_R_* "verdict" reason; XDIR_EV_* are events counted in addition.
+ * Keep XDIR_REASON_NAMES in control/dataplane/xdp/codecs.ts in the same order.
+ */
+enum xdir_reason {
+	XDIR_R_FORWARDED = 0,       /* XDP_TX to a backend (new or established flow) */
+	XDIR_R_ICMP_FORWARDED,      /* ICMP error about a VIP flow (PMTU) sent to the flow's backend */
+	XDIR_R_PASS_NOT_IP,         /* not IPv4/IPv6 (ARP, LLDP, ...): kernel */
+	XDIR_R_PASS_NOT_VIP,        /* IP, but not addressed to a configured VIP:port/proto: kernel */
+	XDIR_R_PASS_ICMP,           /* ICMP to a VIP that is not an error about a VIP flow (e.g. echo): kernel */
+	XDIR_R_DROP_PARSE,          /* truncated or malformed header */
+	XDIR_R_DROP_FRAGMENT,       /* IP fragment addressed to a VIP: ports unknown, cannot pick a backend */
+	XDIR_R_DROP_NO_BACKEND,     /* VIP has no ring (no backend with weight > 0) and no existing flow */
+	XDIR_R_DROP_MAC_UNRESOLVED, /* backend's MAC not known yet; the control plane resolves it, the client retries */
+	XDIR_EV_FLOW_NEW,           /* a backend was picked from the Maglev ring */
+	XDIR_EV_FLOW_HIT,           /* an existing flow was found in the connection table */
+	XDIR_EV_TCP_CLOSING,        /* a TCP FIN or RST moved a flow to the closing timeout */
+	XDIR_EV_FIB_LOOKUP,         /* a backend MAC came from bpf_fib_lookup (not from the control plane) */
+	XDIR_REASON_MAX,
+};
+
+/* Defaults of load-time settings (const volatile in the program, set by the loader). */
+#define XDIR_DEFAULT_RING_SIZE 65537U  /* prime, as in the Maglev paper */
+#define XDIR_DEFAULT_MAX_VIPS 1024U
+#define XDIR_DEFAULT_MAX_BACKENDS 4096U
+#define XDIR_DEFAULT_FLOW_TABLE_SIZE 1048576U
+#define XDIR_DEFAULT_FLOW_IDLE_TIMEOUT_S 300U
+#define XDIR_DEFAULT_FLOW_CLOSING_TIMEOUT_S 10U
+
+/*
+ * Maps (names are part of the contract; the loader pins them by name under the pin root):
+ *   vips           HASH          struct vip_key -> struct vip_meta              max_entries = max_vips
+ *   rings          HASH_OF_MAPS  __u32 vip_id   -> inner ARRAY[1] of __u32[ring_size] (backend ids)
+ *                  A VIP's ring is replaced whole: user space builds a new inner map, fills it, and
+ *                  swaps it into `rings` with one update, so packets never see a half-written ring.
+ *   backends       ARRAY         __u32 backend_id -> struct backend              max_entries = max_backends
+ *   flows          LRU_HASH (BPF_F_NO_COMMON_LRU: per-CPU LRU lists) struct flow_key -> struct flow_state
+ *   vip_stats      PERCPU_ARRAY  __u32 vip_id -> struct counter                  max_entries = max_vips
+ *   backend_stats  PERCPU_ARRAY  __u32 backend_id -> struct counter              max_entries = max_backends
+ *   reason_stats   PERCPU_ARRAY  __u32 enum xdir_reason -> struct counter        max_entries = XDIR_REASON_MAX
+ * Load-time constants (.rodata): ring_size, flow_idle_timeout_ns, flow_closing_timeout_ns.
+ * Backend id 0 and vip id 0 are valid; an unused ring slot cannot exist (rings are always full).
+ */
+
+#endif /* XDIR_DIRECTOR_SHARED_H */
