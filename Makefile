@@ -34,7 +34,12 @@ bpffs:
 
 build: bpf ts
 
-bpf: $(BPF_OBJ)
+# Test fixtures (test/bpf/fixtures/*.bpf.c): small objects the loader tests load.
+TEST_BPF_OBJS := $(patsubst %.bpf.c,%.bpf.o,$(wildcard test/bpf/fixtures/*.bpf.c))
+
+bpf: $(BPF_OBJ) $(TEST_BPF_OBJS)
+test/bpf/fixtures/%.bpf.o: test/bpf/fixtures/%.bpf.c
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 $(BPF_OBJ): $(BPF_SRC)
 	$(CLANG) $(BPF_CFLAGS) -c bpf/director.bpf.c -o $@
 

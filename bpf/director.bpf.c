@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * xdp-director: the XDP program of a direct-routing (DR/DSR) Layer-4 load balancer.
+ *
+ * A packet for a virtual service (VIP:port/proto) is sent back out of the link it came in on
+ * (XDP_TX) with only its Ethernet addresses changed: destination = the chosen real server,
+ * source = our interface. The real server holds the VIP on a non-ARPing interface and answers
+ * the client directly. Everything else goes to the kernel untouched. Per packet: parse, look
+ * up, rewrite, count; each packet is counted under exactly one XDIR_R_* reason.
+ *
+ * Decisions:
+ * - Backend choice. An existing, unexpired entry in the connection table (`flows`) wins;
+ *   otherwise the flow's hash (jhash of the flow key, or of the client address alone for
+ *   XDIR_VIP_F_HASH_SRC_ONLY services) picks a slot of the VIP's Maglev ring, and the new
+ *   flow is recorded. The hash is fixed (constant seed), so a second director behind ECMP, or
+ *   this one after a restart, makes the same choice for a flow it has never seen.
+ * - Rings are swapped whole (map-in-map): user space builds a complete new ring in a fresh
+ *   inner map and publishes it with one update of `rings`. A packet reads either the old ring
+ *   or the new one, never a half-written one; no lock, no generation counter.
+ * - flow_state keeps the backend's MAC, not just its id: a flow stays on its real server when
+ *   the backend is removed from the ring, when its id is reused for another server, and when
+ *   its MAC entry is rewritten, so established connections are not reset by configuration.
+ * - Draining: a draining backend (weight 0) is absent from the ring, so it gets no new flows,
+ *   while its existing flows keep hitting their `flows` entries until they end or idle out.
+ * - TCP FIN or RST marks the flow CLOSING (shorter timeout) but the packet still goes to the
+ *   same backend: the teardown must reach the server that holds the connection. A SYN
+ *   (without ACK) on a CLOSING entry is a new connection reusing the port and picks again.
+ * - Timestamps: last_seen_ns is rewritten at most once a second, not on every packet, to keep
+ *   the shared flow entry's cache line clean. The age is computed signed, because another CPU
+ *   may have stamped the entry slightly after this CPU read the clock.
+ * - MAC learning: the control plane fills backend MACs (XDIR_BACKEND_F_MAC_VALID). Without
+ *   one, the program asks bpf_fib_lookup() for the on-link neighbour (the kernel answers only
+ *   when forwarding is enabled on the interface). If that fails too, the packet is dropped and
+ *   counted (DROP_MAC_UNRESOLVED) and no flow is recorded; the control plane, seeing the
+ *   counter or the missing MAC, triggers neighbour resolution, and the client's
+ *   retransmission then succeeds.
+ * - Fragments: only a packet's first fragment carries the ports, so a fragmented flow cannot
+ *   be hashed consistently; fragments addressed to a VIP are dropped (DROP_FRAGMENT). A first
+ *   fragment is matched by its ports like any packet; a later fragment, which has none, is
+ *   matched against the VIP's all-ports service ({addr, port 0, proto}). Later fragments of a
+ *   port-specific service therefore reach the kernel, which can never reassemble them (their
+ *   first fragment was dropped here) and frees them after its reassembly timeout. Fragments
+ *   not addressed to a VIP pass. An IPv6 atomic fragment (offset 0, M clear) is a whole packet.
+ * - ICMP (icmp.h): Destination Unreachable (incl. Fragmentation Needed), Time Exceeded, and
+ *   ICMPv6 Packet Too Big quote the packet a real server sent from the VIP. The quoted flow,
+ *   reversed, is the client's flow; the error goes (unchanged but for its MACs) to that flow's
+ *   backend, found in `flows` or, on a director that has not seen the flow, by the same Maglev
+ *   choice. This keeps path MTU discovery working for real servers. All other ICMP, including
+ *   neighbour discovery and echo, is the kernel's (PASS_ICMP, whatever its destination: the
+ *   maps are keyed by service, so "is this address a VIP" alone is not a cheap question).
+ * - Malformed packets: see parse.h; only what the kernel would discard anyway is dropped.
+ * - VLAN: one 802.1Q/802.1ad tag is parsed and kept, so the frame returns into its VLAN.
+ *   (With hardware VLAN stripping the tag is not in the frame; disable rx-vlan offload.)
+ */
+#include <stdbool.h>
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include "director_shared.h"
+#include "consts.h"
+#include "maps.h"
+#include "stats.h"
+#include "parse.h"
+#include "icmp.h"
+#include "flow.h"
+
+/* bpf_fib_lookup() is GPL-only; this licence is GPL-compatible. */
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Load-time settings; the loader sets them by these names. */
+const volatile __u32 ring_size = XDIR_DEFAULT_RING_SIZE;
+const volatile __u64 flow_idle_timeout_ns = XDIR_DEFAULT_FLOW_IDLE_TIMEOUT_S * XDIR_NS_PER_S;
+const volatile __u64 flow_closing_timeout_ns = XDIR_DEFAULT_FLOW_CLOSING_TIMEOUT_S * XDIR_NS_PER_S;
+
+/* Where a forwarded packet went, for the per-service and per-backend counters. */
+struct xdir_target {
+	__u32 vip_id;
+	__u32 backend_id;
+};
+
+/* Source MAC = the address the frame was sent to (ours); destination MAC = the backend's. */
+static __always_inline void xdir_rewrite_macs(struct xdp_md *ctx, const __u8 mac[ETH_ALEN])
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	/* Proven by the parser already, but on another copy of the pointer. */
+	if ((void *)(eth + 1) > data_end)
+		return;
+	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+}
+
+/* An unfragmented TCP or UDP packet: established flow or new flow, then XDP_TX. */
+static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_packet *pkt,
+					     struct xdir_target *target)
+{
+	struct flow_state *state, fresh = {};
+	__u8 mac[ETH_ALEN];
+	struct vip_meta *vip;
+	bool closing = false, syn = false;
+	__u64 now;
+	int reason;
+
+	vip = xdir_lookup_vip(&pkt->flow);
+	if (!vip)
+		return XDIR_R_PASS_NOT_VIP;
+	target->vip_id = vip->vip_id;
+	if (pkt->flow.proto == IPPROTO_TCP) {
+		closing = pkt->tcp_flags & (XDIR_TCP_FIN | XDIR_TCP_RST);
+		syn = (pkt->tcp_flags & (XDIR_TCP_SYN | XDIR_TCP_ACK)) == XDIR_TCP_SYN;
+	}
+	now = bpf_ktime_get_ns();
+
+	state = bpf_map_lookup_elem(&flows, &pkt->flow);
+	if (state && !xdir_flow_expired(state, now) && !(syn && (state->flags & XDIR_FLOW_F_CLOSING))) {
+		xdir_count_reason(XDIR_EV_FLOW_HIT, pkt->bytes);
+		if (closing && !(state->flags & XDIR_FLOW_F_CLOSING)) {
+			/* The closing timeout runs from the first FIN/RST. */
+			state->flags |= XDIR_FLOW_F_CLOSING;
+			state->last_seen_ns = now;
+			xdir_count_reason(XDIR_EV_TCP_CLOSING, pkt->bytes);
+		} else if (xdir_flow_age(state, now) > (__s64)XDIR_FLOW_REFRESH_NS) {
+			state->last_seen_ns = now;
+		}
+		target->backend_id = state->backend_id;
+		xdir_rewrite_macs(ctx, state->backend_mac);
+		return XDIR_R_FORWARDED;
+	}
+
+	reason = xdir_pick_backend(ctx, &pkt->flow, vip, &target->backend_id, mac, pkt->bytes);
+	if (reason != XDIR_GO_ON)
+		return reason;
+	fresh.last_seen_ns = now;
+	fresh.backend_id = target->backend_id;
+	__builtin_memcpy(fresh.backend_mac, mac, ETH_ALEN);
+	fresh.flags = closing ? XDIR_FLOW_F_CLOSING : 0;
+	/* A full table evicts its least recently used entry; the update cannot fail for lack of room. */
+	bpf_map_update_elem(&flows, &pkt->flow, &fresh, BPF_ANY);
+	xdir_count_reason(XDIR_EV_FLOW_NEW, pkt->bytes);
+	if (closing)
+		xdir_count_reason(XDIR_EV_TCP_CLOSING, pkt->bytes);
+	xdir_rewrite_macs(ctx, mac);
+	return XDIR_R_FORWARDED;
+}
+
+/* An ICMP error about a VIP flow goes to that flow's backend; it never creates a flow. */
+static __always_inline int xdir_forward_icmp(struct xdp_md *ctx, struct xdir_packet *pkt,
+					     struct xdir_target *target)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	struct flow_state *state;
+	__u8 mac[ETH_ALEN];
+	struct vip_meta *vip;
+	int reason;
+
+	if (pkt->fragment || !xdir_icmp_quoted_flow(data_end, pkt))
+		return XDIR_R_PASS_ICMP;
+	vip = xdir_lookup_vip(&pkt->flow);
+	if (!vip)
+		return XDIR_R_PASS_ICMP;
+	target->vip_id = vip->vip_id;
+
+	state = bpf_map_lookup_elem(&flows, &pkt->flow);
+	if (state && !xdir_flow_expired(state, bpf_ktime_get_ns())) {
+		target->backend_id = state->backend_id;
+		xdir_rewrite_macs(ctx, state->backend_mac);
+		return XDIR_R_ICMP_FORWARDED;
+	}
+	reason = xdir_pick_backend(ctx, &pkt->flow, vip, &target->backend_id, mac, pkt->bytes);
+	if (reason != XDIR_GO_ON)
+		return reason;
+	xdir_rewrite_macs(ctx, mac);
+	return XDIR_R_ICMP_FORWARDED;
+}
+
+/*
+ * The packet's verdict. Not inlined: one BPF-to-BPF call per packet is cheap, and it puts
+ * enum xdir_reason into the object's BTF, where the control plane's codecs are checked against it.
+ */
+static __noinline enum xdir_reason xdir_decide(struct xdp_md *ctx, struct xdir_packet *pkt,
+					       struct xdir_target *target)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	switch (xdir_parse(data, data_end, pkt)) {
+	case XDIR_PARSE_L4:
+		return xdir_forward_flow(ctx, pkt, target);
+	case XDIR_PARSE_FRAGMENT:
+		return xdir_lookup_vip(&pkt->flow) ? XDIR_R_DROP_FRAGMENT : XDIR_R_PASS_NOT_VIP;
+	case XDIR_PARSE_ICMP:
+		return xdir_forward_icmp(ctx, pkt, target);
+	case XDIR_PARSE_OTHER:
+		return XDIR_R_PASS_NOT_VIP;
+	case XDIR_PARSE_NOT_IP:
+		return XDIR_R_PASS_NOT_IP;
+	default:
+		return XDIR_R_DROP_PARSE;
+	}
+}
+
+static __always_inline int xdir_action(enum xdir_reason reason)
+{
+	switch (reason) {
+	case XDIR_R_FORWARDED:
+	case XDIR_R_ICMP_FORWARDED:
+		return XDP_TX;
+	case XDIR_R_PASS_NOT_IP:
+	case XDIR_R_PASS_NOT_VIP:
+	case XDIR_R_PASS_ICMP:
+		return XDP_PASS;
+	default:
+		return XDP_DROP;
+	}
+}
+
+SEC("xdp")
+int xdir_director(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct xdir_packet pkt = {};
+	struct xdir_target target = {};
+	enum xdir_reason reason;
+
+	pkt.bytes = data_end - data;
+	reason = xdir_decide(ctx, &pkt, &target);
+	xdir_count_reason(reason, pkt.bytes);
+	if (reason == XDIR_R_FORWARDED || reason == XDIR_R_ICMP_FORWARDED) {
+		xdir_count(&vip_stats, target.vip_id, pkt.bytes);
+		xdir_count(&backend_stats, target.backend_id, pkt.bytes);
+	}
+	return xdir_action(reason);
+}

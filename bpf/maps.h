@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The director's maps, exactly as listed in director_shared.h. Every map is pinned by name
+ * under the loader's pin root, so a restarted control plane adopts the running data path's
+ * state (flows, counters) instead of starting empty. max_entries are defaults; the loader
+ * sets the real sizes before load.
+ */
+#ifndef XDIR_MAPS_H
+#define XDIR_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "director_shared.h"
+
+/* Virtual services: {VIP, port, proto, family} -> vip_id and flags. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct vip_key);
+	__type(value, struct vip_meta);
+	__uint(max_entries, XDIR_DEFAULT_MAX_VIPS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vips SEC(".maps");
+
+/*
+ * Maglev rings: vip_id -> an ARRAY map of one element, the ring (ring_size backend ids).
+ * A ring is swapped whole (user space fills a fresh inner map, then one update of `rings`
+ * publishes it) so a packet sees either the old ring or the new one, never a mix.
+ * The inner template is declared by size, not by BTF type: the loader sets value_size to
+ * 4 * ring_size, which a __type(value, __u32[N]) would contradict.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(key_size, sizeof(__u32));
+	__uint(max_entries, XDIR_DEFAULT_MAX_VIPS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_ARRAY);
+		__uint(key_size, sizeof(__u32));
+		__uint(value_size, sizeof(__u32) * XDIR_DEFAULT_RING_SIZE);
+		__uint(max_entries, 1);
+	});
+} rings SEC(".maps");
+
+/* Real servers by backend id (the values in ring slots). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct backend);
+	__uint(max_entries, XDIR_DEFAULT_MAX_BACKENDS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} backends SEC(".maps");
+
+/*
+ * Connection table. Per-CPU LRU lists (BPF_F_NO_COMMON_LRU): inserts never contend on one
+ * global LRU lock; the table itself is shared, so any CPU finds any flow. Each CPU's list
+ * holds max_entries / possible CPUs entries before it evicts.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct flow_key);
+	__type(value, struct flow_state);
+	__uint(max_entries, XDIR_DEFAULT_FLOW_TABLE_SIZE);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows SEC(".maps");
+
+/* Forwarded packets/bytes per virtual service (FORWARDED and ICMP_FORWARDED). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct counter);
+	__uint(max_entries, XDIR_DEFAULT_MAX_VIPS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vip_stats SEC(".maps");
+
+/* Forwarded packets/bytes per backend (FORWARDED and ICMP_FORWARDED). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct counter);
+	__uint(max_entries, XDIR_DEFAULT_MAX_BACKENDS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} backend_stats SEC(".maps");
+
+/* One verdict reason per packet, plus events.  */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32); /* enum xdir_reason; array keys must be plain ints in BTF */
+	__type(value, struct counter);
+	__uint(max_entries, XDIR_REASON_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} reason_stats SEC(".maps");
+
+#endif /* XDIR_MAPS_H */

@@ -1,0 +1,89 @@
+/**
+ * Picks and starts the data path for `--dataplane=auto|xdp|ipvs`. `auto` prefers XDP and falls
+ * back to IPVS when the XDP program cannot be loaded or attached; the reason is logged and kept
+ * in `fallbackReason` for the gRPC API and the metrics. When no data path can start, the error
+ * says what each one lacks.
+ */
+import { logger, type Logger } from '../log.js';
+import type { Dataplane, DataplaneKind } from './dataplane.js';
+import { IpvsDataplane, type IpvsDataplaneOptions } from './ipvs/ipvs-dataplane.js';
+import { XdpDataplane, type XdpDataplaneOptions } from './xdp/xdp-dataplane.js';
+
+export type DataplaneChoice = 'auto' | DataplaneKind;
+export const DATAPLANE_CHOICES: readonly DataplaneChoice[] = ['auto', 'xdp', 'ipvs'];
+
+export interface CreateDataplaneOptions {
+  dataplane: DataplaneChoice;
+  /** Needed for 'xdp' and 'auto'. */
+  xdp?: XdpDataplaneOptions;
+  ipvs?: IpvsDataplaneOptions;
+  signal?: AbortSignal;
+  log?: Logger;
+}
+
+export interface SelectedDataplane {
+  /** Started and ready for apply(). */
+  readonly dataplane: Dataplane;
+  readonly requested: DataplaneChoice;
+  /** Why 'auto' did not use XDP; null when it did, or when a data path was named explicitly. */
+  readonly fallbackReason: string | null;
+}
+
+/** No data path could start; `reasons` holds each one's failure by kind. */
+export class NoDataplaneError extends Error {
+  constructor(message: string, readonly reasons: Partial<Record<DataplaneKind, string>>) {
+    super(message);
+    this.name = 'NoDataplaneError';
+  }
+}
+
+function why(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export async function createDataplane(opts: CreateDataplaneOptions): Promise<SelectedDataplane> {
+  const log = opts.log ?? logger('dataplane');
+  const xdpOptions = (): XdpDataplaneOptions => {
+    if (!opts.xdp?.interface) throw new Error('the XDP data path needs an interface (--interface)');
+    return opts.xdp;
+  };
+  const startOne = async (kind: DataplaneKind): Promise<Dataplane> => {
+    const dp: Dataplane = kind === 'xdp' ? new XdpDataplane(xdpOptions()) : new IpvsDataplane(opts.ipvs);
+    await dp.start(opts.signal);
+    return dp;
+  };
+
+  if (!DATAPLANE_CHOICES.includes(opts.dataplane)) {
+    throw new Error(`unknown data path '${String(opts.dataplane)}': use one of ${DATAPLANE_CHOICES.join(', ')}`);
+  }
+  if (opts.dataplane !== 'auto') {
+    const dataplane = await startOne(opts.dataplane);
+    log.info({ dataplane: opts.dataplane }, `data path: ${opts.dataplane} (as requested)`);
+    return { dataplane, requested: opts.dataplane, fallbackReason: null };
+  }
+
+  let xdpFailure: string;
+  try {
+    const dataplane = await startOne('xdp');
+    log.info({ dataplane: 'xdp' }, 'data path: xdp (auto)');
+    return { dataplane, requested: 'auto', fallbackReason: null };
+  } catch (err) {
+    opts.signal?.throwIfAborted();
+    xdpFailure = why(err);
+  }
+  const fallbackReason = `XDP could not start: ${xdpFailure}`;
+  log.warn({ dataplane: 'ipvs', fallbackReason }, `falling back to IPVS because ${fallbackReason}`);
+  try {
+    const dataplane = await startOne('ipvs');
+    log.warn({ dataplane: 'ipvs', fallbackReason }, 'data path: ipvs (auto fallback)');
+    return { dataplane, requested: 'auto', fallbackReason };
+  } catch (err) {
+    const ipvsFailure = why(err);
+    throw new NoDataplaneError(
+      `no data path can start. XDP: ${xdpFailure}. IPVS: ${ipvsFailure}. ` +
+      'The director needs either XDP (a kernel with BPF and CAP_BPF/CAP_NET_ADMIN, an interface that exists) ' +
+      'or IPVS (a kernel with CONFIG_IP_VS and CAP_NET_ADMIN)',
+      { xdp: xdpFailure, ipvs: ipvsFailure },
+    );
+  }
+}

@@ -1,0 +1,437 @@
+/**
+ * The XDP data path: loads bpf/director.bpf.o (or adopts its pinned maps after a restart),
+ * attaches it, and keeps its maps equal to the desired state with as few writes as possible.
+ * What to write is decided by plan.ts (pure); this file only reads and writes maps.
+ */
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  BpfError, BpfMap, BpfObject, attachXdp, detachXdp, possibleCpus, type BpfProgram,
+} from '../../bpf/index.js';
+import { logger } from '../../log.js';
+import { checkRingSize, DEFAULT_RING_SIZE } from '../../model/maglev.js';
+import { serviceKey, type DesiredState } from '../../model/types.js';
+import { formatValidationError, validateDesiredState } from '../../model/validate.js';
+import type {
+  ApplyResult, BackendStatus, Counter, Dataplane, ServiceStatus, StatsSample, StopOptions,
+} from '../dataplane.js';
+import {
+  VIP_F_HASH_SRC_ONLY, XDIR_REASON_NAMES, decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta,
+  emptyBackend, encodeBackend, encodeRing, encodeU32, encodeVipKey, encodeVipMeta, sumPerCpuCounters, zeroPerCpuCounter,
+} from './codecs.js';
+import { IdAllocator } from './ids.js';
+import type { NeighbourResolver } from './neighbours.js';
+import {
+  planApply, type MapOp, type ProgrammedBackend, type ProgrammedState, type ProgrammedVip,
+} from './plan.js';
+
+const log = logger('xdp');
+
+export interface XdpDataplaneOptions {
+  /** Interface the program is attached to and transmits on. */
+  interface: string;
+  /** Default 'auto': native, falling back to generic where the driver has no XDP support. */
+  xdpMode?: 'native' | 'generic' | 'auto';
+  /** bpffs directory of the pinned maps; default /sys/fs/bpf/xdir/<interface>. */
+  pinRoot?: string;
+  /** Default bpf/director.bpf.o of this package. */
+  objectPath?: string;
+  /** Name of the XDP program in the object; default: its only program. */
+  programName?: string;
+  ringSize?: number;
+  maxVips?: number;
+  maxBackends?: number;
+  flowTableSize?: number;
+  flowIdleTimeoutS?: number;
+  flowClosingTimeoutS?: number;
+  /** Learns backend MACs the configuration does not give; without it the program uses bpf_fib_lookup. */
+  neighbours?: NeighbourResolver;
+  /** How often unresolved MACs are looked up again (default 5000 ms; 0 = only on apply). */
+  macRefreshMs?: number;
+  /** Attach the program to the interface (default true). Tests set false and use BPF_PROG_TEST_RUN. */
+  attach?: boolean;
+  /** Called after every map write (instrumentation for tests and debugging). */
+  onMapWrite?: (op: MapOp) => void;
+}
+
+/** Defaults of the settings, mirroring XDIR_DEFAULT_* in bpf/director_shared.h. */
+export const XDP_DEFAULTS = {
+  ringSize: DEFAULT_RING_SIZE,
+  maxVips: 1024,
+  maxBackends: 4096,
+  flowTableSize: 1_048_576,
+  flowIdleTimeoutS: 300,
+  flowClosingTimeoutS: 10,
+  macRefreshMs: 5000,
+} as const;
+
+/** The directory holding this package's package.json (works from control/ under tsx and from dist/). */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'xdp-director') return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the xdp-director package root; pass objectPath explicitly');
+    dir = up;
+  }
+}
+
+export function defaultPinRoot(ifname: string): string {
+  return `/sys/fs/bpf/xdir/${ifname}`;
+}
+
+const NS_PER_S = 1_000_000_000n;
+
+export class XdpDataplane implements Dataplane {
+  readonly kind = 'xdp' as const;
+  readonly pinRoot: string;
+  readonly objectPath: string;
+  private readonly ringSize: number;
+  private readonly maxVips: number;
+  private readonly maxBackends: number;
+  private obj: BpfObject | null = null;
+  private state: ProgrammedState;
+  private lastDesired: DesiredState | null = null;
+  private lastRetain: ReadonlySet<string> = new Set();
+  private readonly learnedMacs = new Map<string, string | null>();
+  private timer: NodeJS.Timeout | null = null;
+  /** Serialises apply() and the MAC refresh: both plan from and replace `state`. */
+  private queue: Promise<unknown> = Promise.resolve();
+  /** Map writes since start (every insert, update and delete). */
+  writes = 0;
+  /** The XDP mode in use, once attached. */
+  attachedMode: 'native' | 'generic' | null = null;
+
+  constructor(private readonly opts: XdpDataplaneOptions) {
+    this.ringSize = opts.ringSize ?? XDP_DEFAULTS.ringSize;
+    checkRingSize(this.ringSize);
+    this.maxVips = opts.maxVips ?? XDP_DEFAULTS.maxVips;
+    this.maxBackends = opts.maxBackends ?? XDP_DEFAULTS.maxBackends;
+    this.pinRoot = opts.pinRoot ?? defaultPinRoot(opts.interface);
+    this.objectPath = opts.objectPath ?? join(packageRoot(), 'bpf', 'director.bpf.o');
+    this.state = { vips: new Map(), backends: new Map(), vipIds: new IdAllocator(this.maxVips, 'VIP'), backendIds: new IdAllocator(this.maxBackends, 'backend') };
+  }
+
+  private get object(): BpfObject {
+    if (!this.obj) throw new Error('the XDP data path is not started; call start() first');
+    return this.obj;
+  }
+
+  async start(signal?: AbortSignal): Promise<void> {
+    if (this.obj) return;
+    signal?.throwIfAborted();
+    const o = this.opts;
+    this.obj = BpfObject.open({
+      objectPath: this.objectPath,
+      pinRoot: this.pinRoot,
+      maxEntries: {
+        vips: this.maxVips, rings: this.maxVips, vip_stats: this.maxVips,
+        backends: this.maxBackends, backend_stats: this.maxBackends,
+        flows: o.flowTableSize ?? XDP_DEFAULTS.flowTableSize,
+      },
+      innerValueSize: { rings: 4 * this.ringSize },
+      rodata: {
+        ring_size: this.ringSize,
+        flow_idle_timeout_ns: BigInt(o.flowIdleTimeoutS ?? XDP_DEFAULTS.flowIdleTimeoutS) * NS_PER_S,
+        flow_closing_timeout_ns: BigInt(o.flowClosingTimeoutS ?? XDP_DEFAULTS.flowClosingTimeoutS) * NS_PER_S,
+      },
+    });
+    try {
+      try {
+        this.state = this.readProgrammedState();
+      } catch (err) {
+        throw new Error(`cannot read the pinned maps under ${this.pinRoot}: ${(err as Error).message}; ` +
+          `if they come from an incompatible version, remove them with \`rm -r ${this.pinRoot}\` (this drops live flows)`, { cause: err });
+      }
+      log.info({ pinRoot: this.pinRoot, adoptedMaps: this.obj.adoptedMaps.length, vips: this.state.vips.size, backends: this.state.backends.size },
+        this.obj.adoptedMaps.length ? 'adopted pinned maps' : 'created maps');
+      if (o.attach !== false) {
+        const { mode, fellBack } = attachXdp(o.interface, this.program(), { mode: o.xdpMode ?? 'auto' });
+        this.attachedMode = mode;
+        log.info({ interface: o.interface, mode, fellBack }, 'XDP program attached');
+      }
+    } catch (err) {
+      this.obj.close();
+      this.obj = null;
+      throw err;
+    }
+    const every = o.macRefreshMs ?? XDP_DEFAULTS.macRefreshMs;
+    if (o.neighbours && every > 0) {
+      this.timer = setInterval(() => {
+        this.serialised(() => this.refreshMacs()).catch((err: unknown) => {
+          log.error({ err: (err as Error).message }, 'refreshing backend MACs failed; retrying on the next tick');
+        });
+      }, every);
+      this.timer.unref();
+    }
+    // Abort ends background work only; stop() decides whether to detach, so an abort never
+    // pre-empts a later stop({ detach: true }).
+    signal?.addEventListener('abort', () => this.stopTimer(), { once: true });
+  }
+
+  /** The XDP program (for BPF_PROG_TEST_RUN in tests and benchmarks). */
+  program(): BpfProgram {
+    const names = this.object.programNames();
+    const name = this.opts.programName ?? (names.length === 1 ? names[0]! : undefined);
+    if (!name) throw new BpfError(`${this.objectPath} has ${names.length} programs (${names.join(', ')}); set programName`);
+    return this.object.program(name);
+  }
+
+  /** A map of the loaded object, by contract name (director_shared.h). */
+  map(name: string): BpfMap {
+    return this.object.map(name);
+  }
+
+  private serialised<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  apply(desired: DesiredState): Promise<ApplyResult> {
+    return this.serialised(async () => {
+      if (!this.obj) throw new Error('the XDP data path is not started; call start() before apply()');
+      const { state: valid, errors } = validateDesiredState(desired);
+      // A service whose new definition is rejected keeps running as it was.
+      const retain = new Set(errors.flatMap((e) => (e.key === undefined ? [] : [e.key])));
+      for (const e of errors) {
+        const kept = e.key !== undefined && this.state.vips.has(e.key) ? ' (its last good version stays programmed)' : '';
+        log.error({ service: e.service, origin: e.origin }, formatValidationError(e) + kept);
+      }
+      await this.resolveMacs(valid, false);
+      const result = this.reconcile(valid, retain);
+      this.lastDesired = valid;
+      this.lastRetain = retain;
+      return result;
+    });
+  }
+
+  private reconcile(desired: DesiredState, retain: ReadonlySet<string>): ApplyResult {
+    const plan = planApply(this.state, desired, { ringSize: this.ringSize, learnedMacs: this.learnedMacs, retain });
+    for (const s of plan.skipped) log.error({ service: s.service }, `${s.service} is not programmed: ${s.reason}`);
+    try {
+      for (const op of plan.ops) this.execute(op);
+    } catch (err) {
+      // Some writes happened, some did not: what the maps hold now is the only truth.
+      try {
+        this.state = this.readProgrammedState();
+      } catch (readErr) {
+        log.error({ err: readErr }, 'cannot re-read the maps after a failed apply');
+      }
+      throw new Error(`applying the desired state to the XDP maps failed: ${(err as Error).message}; ` +
+        'the maps were re-read and the next apply retries what is missing', { cause: err });
+    }
+    this.state = plan.next;
+    if (plan.ops.length) log.info({ ...plan.result, writes: plan.ops.length }, 'XDP maps updated');
+    return plan.result;
+  }
+
+  /**
+   * Asks the resolver for the MACs of backends without a static one (all of them, or only the
+   * unresolved ones). A failing lookup counts as unresolved.
+   */
+  private async resolveMacs(desired: DesiredState, onlyUnresolved: boolean): Promise<boolean> {
+    const resolver = this.opts.neighbours;
+    if (!resolver) return false;
+    const wanted = new Set<string>();
+    for (const s of desired.services) for (const b of s.backends) if (b.mac === undefined) wanted.add(b.address);
+    for (const a of [...this.learnedMacs.keys()]) if (!wanted.has(a)) this.learnedMacs.delete(a);
+    const ask = [...wanted].filter((a) => !onlyUnresolved || !this.learnedMacs.get(a));
+    let changed = false;
+    await Promise.all(ask.map(async (address) => {
+      let mac: string | null = null;
+      try {
+        mac = await resolver.lookup(address, this.opts.interface);
+      } catch (err) {
+        log.warn({ backend: address, err: (err as Error).message }, 'neighbour lookup failed');
+      }
+      if ((this.learnedMacs.get(address) ?? null) !== mac) changed = true;
+      this.learnedMacs.set(address, mac);
+    }));
+    return changed;
+  }
+
+  private async refreshMacs(): Promise<void> {
+    if (!this.obj || !this.lastDesired) return;
+    if (await this.resolveMacs(this.lastDesired, true)) this.reconcile(this.lastDesired, this.lastRetain);
+  }
+
+  private execute(op: MapOp): void {
+    const o = this.object;
+    switch (op.kind) {
+      case 'backend-stats-reset':
+        o.map('backend_stats').update(encodeU32(op.id), zeroPerCpuCounter(possibleCpus()));
+        break;
+      case 'vip-stats-reset':
+        o.map('vip_stats').update(encodeU32(op.id), zeroPerCpuCounter(possibleCpus()));
+        break;
+      case 'backend-set':
+        o.map('backends').update(encodeU32(op.id), encodeBackend(op.entry));
+        break;
+      case 'backend-clear':
+        o.map('backends').update(encodeU32(op.id), emptyBackend());
+        break;
+      case 'ring-set': {
+        // A fresh inner map, filled before anyone can see it, then published with one update.
+        const inner = BpfMap.create({ type: 'array', name: 'xdir_ring', keySize: 4, valueSize: 4 * this.ringSize, maxEntries: 1 });
+        try {
+          inner.update(encodeU32(0), encodeRing(op.ring));
+          o.map('rings').update(encodeU32(op.vipId), encodeU32(inner.fd));
+        } finally {
+          inner.close(); // `rings` holds its own reference
+        }
+        break;
+      }
+      case 'ring-delete':
+        o.map('rings').delete(encodeU32(op.vipId));
+        break;
+      case 'vip-set':
+        o.map('vips').update(encodeVipKey(op.key), encodeVipMeta({ vipId: op.vipId, flags: op.flags }));
+        break;
+      case 'vip-delete':
+        o.map('vips').delete(encodeVipKey(op.key));
+        break;
+    }
+    this.writes++;
+    this.opts.onMapWrite?.(op);
+  }
+
+  /** The ring (backend ids) in rings[vipId], or null when there is none. */
+  private readRing(vipId: number): Uint32Array | null {
+    const innerId = this.object.map('rings').lookup(encodeU32(vipId));
+    if (!innerId) return null;
+    const inner = BpfMap.fromId(decodeU32(innerId));
+    try {
+      const value = inner.lookup(encodeU32(0));
+      return value ? decodeRing(value) : null;
+    } finally {
+      inner.close();
+    }
+  }
+
+  /** The kernel id of the inner map in rings[vipId] (changes exactly when the ring is rewritten). */
+  ringMapId(vipId: number): number | null {
+    const innerId = this.object.map('rings').lookup(encodeU32(vipId));
+    return innerId ? decodeU32(innerId) : null;
+  }
+
+  /** Rebuilds the programmed state from the maps: after a restart, and after a failed apply. */
+  private readProgrammedState(): ProgrammedState {
+    const o = this.object;
+    const backends = new Map<string, ProgrammedBackend>();
+    const byId = new Map<number, string>();
+    const all = o.map('backends').lookupAll();
+    const vsize = o.map('backends').valueSize;
+    for (let i = 0; i < all.count; i++) {
+      const entry = decodeBackend(all.values.subarray(i * vsize, (i + 1) * vsize));
+      if (!entry) continue;
+      const id = decodeU32(all.keys, i * 4);
+      if (backends.has(entry.address)) {
+        log.warn({ backend: entry.address, id, kept: backends.get(entry.address)!.id }, 'backend listed under two ids; clearing the second');
+        o.map('backends').update(encodeU32(id), emptyBackend());
+        continue;
+      }
+      backends.set(entry.address, { id, address: entry.address, mac: entry.mac });
+      byId.set(id, entry.address);
+    }
+
+    const vips = new Map<string, ProgrammedVip>();
+    const vipEntries = o.map('vips').lookupAll();
+    const ksize = o.map('vips').keySize, msize = o.map('vips').valueSize;
+    for (let i = 0; i < vipEntries.count; i++) {
+      const vipKey = decodeVipKey(vipEntries.keys.subarray(i * ksize, (i + 1) * ksize));
+      const meta = decodeVipMeta(vipEntries.values.subarray(i * msize, (i + 1) * msize));
+      const key = serviceKey(vipKey);
+      const ring = this.readRing(meta.vipId);
+      const members = new Set<string>();
+      if (ring) for (const id of new Set(ring)) { const a = byId.get(id); if (a) members.add(a); }
+      vips.set(key, {
+        key, vipKey, id: meta.vipId, flags: meta.flags, ring, ringInput: null, service: null,
+        backendAddresses: [...members],
+      });
+    }
+    const vipIds = IdAllocator.adopt(this.maxVips, 'VIP', [...vips.values()].map((v) => [v.key, v.id] as [string, number]));
+    const backendIds = IdAllocator.adopt(this.maxBackends, 'backend', [...backends.values()].map((b) => [b.address, b.id] as [string, number]));
+
+    // A ring without a vips entry is left over from an apply that stopped half-way: drop it.
+    const used = new Set([...vips.values()].map((v) => v.id));
+    for (const k of o.map('rings').keys()) {
+      if (!used.has(decodeU32(k))) {
+        log.info({ vipId: decodeU32(k) }, 'removing a ring no VIP refers to');
+        o.map('rings').delete(k);
+      }
+    }
+    return { vips, backends, vipIds, backendIds };
+  }
+
+  services(): ServiceStatus[] {
+    const out: ServiceStatus[] = [];
+    for (const v of this.state.vips.values()) {
+      const s = v.service;
+      const statusOf = (address: string, weight: number): BackendStatus => {
+        const mac = this.state.backends.get(address)?.mac ?? null;
+        const unresolved = mac === null && this.opts.neighbours !== undefined && this.learnedMacs.get(address) === null;
+        const state = weight === 0 ? 'draining' : unresolved ? 'mac-unresolved' : 'active';
+        return mac === null ? { address, weight, state } : { address, weight, state, mac };
+      };
+      out.push({
+        key: v.key,
+        vip: v.vipKey.vip,
+        port: v.vipKey.port,
+        protocol: v.vipKey.protocol,
+        // Adopted and not yet applied: the maps hold no scheduler, persistence time or weights.
+        scheduler: s?.scheduler ?? 'mh',
+        persistence: s?.persistence ?? ((v.flags & VIP_F_HASH_SRC_ONLY) !== 0 ? 1 : 0),
+        backends: s ? s.backends.map((b) => statusOf(b.address, b.weight)) : v.backendAddresses.map((a) => statusOf(a, 1)),
+      });
+    }
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async readStats(): Promise<StatsSample> {
+    const o = this.object;
+    const cpus = possibleCpus();
+    const takenAtMs = Date.now();
+    const byId = (mapName: string, nameOf: (id: number) => string | undefined): Map<string, Counter> => {
+      const out = new Map<string, Counter>();
+      for (const [id, c] of sumPerCpuCounters(o.map(mapName).lookupAll(), cpus)) {
+        const name = nameOf(id);
+        if (name !== undefined) out.set(name, c);
+      }
+      return out;
+    };
+    return {
+      takenAtMs,
+      dataplane: 'xdp',
+      services: byId('vip_stats', (id) => this.state.vipIds.keyOf(id)),
+      backends: byId('backend_stats', (id) => this.state.backendIds.keyOf(id)),
+      reasons: byId('reason_stats', (id) => XDIR_REASON_NAMES[id]),
+    };
+  }
+
+  private stopTimer(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  async stop(opts: StopOptions = { detach: false }): Promise<void> {
+    this.stopTimer();
+    await this.queue;
+    this.obj?.close();
+    this.obj = null;
+    if (!opts.detach) {
+      log.info({ pinRoot: this.pinRoot, attached: this.attachedMode !== null }, 'stopped; maps stay pinned (and the program attached)');
+      return;
+    }
+    // Also after an earlier stop without detach: the attachment and pins outlive the object.
+    if (this.opts.attach !== false) {
+      detachXdp(this.opts.interface);
+      this.attachedMode = null;
+      log.info({ interface: this.opts.interface }, 'XDP program detached');
+    }
+    rmSync(this.pinRoot, { recursive: true, force: true });
+    log.info({ pinRoot: this.pinRoot }, 'pinned maps removed');
+  }
+}

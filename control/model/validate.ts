@@ -1,0 +1,143 @@
+/**
+ * Checks a DesiredState from any source and puts it in canonical form. A service with any error
+ * is dropped and reported; every valid service is kept, so one bad entry never takes the working
+ * ones down with it. Data paths may assume what this guarantees: canonical address text (the
+ * identity of VIPs and backends), backends of the VIP's family, integers in range, a MAC in
+ * lower-case colon form, one service per serviceKey and one entry per backend address.
+ * Input is treated as untrusted (it may come straight from YAML or a Kubernetes object).
+ */
+import { canonicalAddress, formatMac, parseAddress, parseMac } from './address.js';
+import { SCHEDULERS, serviceKey, type Backend, type DesiredState, type Scheduler, type VirtualService } from './types.js';
+
+export interface ValidationError {
+  /** serviceKey() when the service got far enough to have one, else `service #<index>`. */
+  service: string;
+  /**
+   * serviceKey() of a rejected service whose VIP, port and protocol are valid. A data path keeps
+   * such a service as last programmed rather than removing it (bad input never wipes a working
+   * service). Absent for duplicates: the first definition stays in the state.
+   */
+  key?: string;
+  origin?: string;
+  /** What is wrong and what to do about it. */
+  message: string;
+}
+
+export interface ValidationResult {
+  state: DesiredState;
+  errors: ValidationError[];
+}
+
+/** Largest persistence timeout (seconds): IPVS keeps it in jiffies in 32 bits (about 49 days at HZ=1000). */
+export const MAX_PERSISTENCE_S = 31 * 24 * 3600;
+
+function isIntIn(v: unknown, lo: number, hi: number): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi;
+}
+
+function show(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : String(v);
+}
+
+/** The canonical form of one service, or the reasons it has none. */
+function checkService(raw: VirtualService, problems: string[]): VirtualService | null {
+  const vip = parseAddress(raw.vip);
+  if (!vip) problems.push(`VIP ${show(raw.vip)} is not an IPv4 or IPv6 address (no brackets, prefix or zone)`);
+  if (!isIntIn(raw.port, 0, 65535)) problems.push(`port ${show(raw.port)} is not an integer 0..65535 (0 = all ports)`);
+  if (raw.protocol !== 'tcp' && raw.protocol !== 'udp') problems.push(`protocol ${show(raw.protocol)} is not tcp or udp`);
+  const scheduler: Scheduler = raw.scheduler ?? 'mh';
+  if (!SCHEDULERS.includes(scheduler)) problems.push(`scheduler ${show(raw.scheduler)} is not one of ${SCHEDULERS.join(', ')}`);
+  const persistence = raw.persistence ?? 0;
+  if (!isIntIn(persistence, 0, MAX_PERSISTENCE_S)) {
+    problems.push(`persistence ${show(raw.persistence)} is not an integer number of seconds 0..${MAX_PERSISTENCE_S}`);
+  }
+  if (!Array.isArray(raw.backends)) {
+    problems.push('backends is not a list');
+    return null;
+  }
+  const backends: Backend[] = [];
+  const seen = new Set<string>();
+  raw.backends.forEach((b: Backend, i: number) => {
+    const where = `backend #${i + 1}`;
+    if (b === null || typeof b !== 'object') { problems.push(`${where} is not an object`); return; }
+    const addr = parseAddress(b.address);
+    if (!addr) { problems.push(`${where}: ${show(b.address)} is not an IPv4 or IPv6 address`); return; }
+    const address = canonicalAddress(b.address)!;
+    if (vip && addr.family !== vip.family) {
+      problems.push(`backend ${address} is IPv${addr.family} but the VIP is IPv${vip.family}; direct routing keeps the packet's family`);
+    }
+    if (seen.has(address)) problems.push(`backend ${address} is listed twice; list each backend once`);
+    seen.add(address);
+    if (!isIntIn(b.weight, 0, 65535)) problems.push(`backend ${address}: weight ${show(b.weight)} is not an integer 0..65535 (0 = draining)`);
+    let mac: string | undefined;
+    if (b.mac !== undefined) {
+      const bytes = parseMac(b.mac);
+      if (!bytes) problems.push(`backend ${address}: MAC ${show(b.mac)} is not of the form aa:bb:cc:dd:ee:ff`);
+      else if ((bytes[0]! & 1) === 1) problems.push(`backend ${address}: MAC ${formatMac(bytes)} is a multicast address, not a host's`);
+      else mac = formatMac(bytes);
+    }
+    backends.push(mac === undefined ? { address, weight: b.weight } : { address, weight: b.weight, mac });
+  });
+  if (problems.length > 0) return null;
+  const out: VirtualService = {
+    vip: canonicalAddress(raw.vip)!,
+    port: raw.port,
+    protocol: raw.protocol,
+    scheduler,
+    persistence,
+    backends,
+  };
+  return raw.origin === undefined ? out : { ...out, origin: raw.origin };
+}
+
+/** The service's key when its VIP, port and protocol are valid, whatever else is wrong with it. */
+function keyOf(raw: VirtualService): string | undefined {
+  const vip = canonicalAddress(raw.vip);
+  if (vip && isIntIn(raw.port, 0, 65535) && (raw.protocol === 'tcp' || raw.protocol === 'udp')) {
+    return serviceKey({ vip, port: raw.port, protocol: raw.protocol });
+  }
+  return undefined;
+}
+
+export function validateDesiredState(input: DesiredState): ValidationResult {
+  const errors: ValidationError[] = [];
+  const services: VirtualService[] = [];
+  const firstOrigin = new Map<string, string | undefined>();
+  const list: readonly VirtualService[] = Array.isArray(input?.services) ? input.services : [];
+  if (!Array.isArray(input?.services)) {
+    errors.push({ service: '(all)', message: 'desired state has no services list; nothing is programmed from it' });
+  }
+  list.forEach((raw, index) => {
+    if (raw === null || typeof raw !== 'object') {
+      errors.push({ service: `service #${index + 1}`, message: 'is not an object' });
+      return;
+    }
+    const key = keyOf(raw);
+    const service = key ?? `service #${index + 1}`;
+    const origin = typeof raw.origin === 'string' ? raw.origin : undefined;
+    const report = (message: string, withKey: boolean) => errors.push({
+      service, message,
+      ...(origin === undefined ? {} : { origin }),
+      ...(withKey && key !== undefined ? { key } : {}),
+    });
+    const problems: string[] = [];
+    const ok = checkService(raw, problems);
+    if (!ok) {
+      report(`${problems.join('; ')}; the service is skipped until fixed`, true);
+      return;
+    }
+    if (firstOrigin.has(service)) {
+      const first = firstOrigin.get(service);
+      report(`duplicate service ${service}${first ? ` (first defined at ${first})` : ''}; the first definition is kept, remove or change this one`, false);
+      return;
+    }
+    firstOrigin.set(service, origin);
+    services.push(ok);
+  });
+  return { state: { services }, errors };
+}
+
+/** One line per error, for logs and CLI output. */
+export function formatValidationError(e: ValidationError): string {
+  return `${e.service}${e.origin ? ` (${e.origin})` : ''}: ${e.message}`;
+}

@@ -1,0 +1,123 @@
+/**
+ * The real director program (bpf/director.bpf.o) loaded through the real loader into its own
+ * pin root, with helpers to fill its maps the way the control plane does and to run frames
+ * through it with BPF_PROG_TEST_RUN. Shared by test/bpf/prog-test-run.test.ts and fuzz.test.ts.
+ */
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { BpfMap, BpfObject, possibleCpus } from '../../control/bpf/object.js';
+import {
+  XDIR_REASON_NAMES, decodeFlowState, encodeBackend, encodeFlowKey, encodeRing, encodeU32,
+  encodeVipKey, encodeVipMeta, sumPerCpuCounter, type FlowKey, type FlowState, type ReasonName, type VipKey,
+} from '../../control/dataplane/xdp/codecs.js';
+import type { Counter } from '../../control/dataplane/dataplane.js';
+
+export const OBJECT_PATH = fileURLToPath(new URL('../../bpf/director.bpf.o', import.meta.url));
+
+export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
+
+export interface DirectorOptions {
+  /** A prime; small rings keep the test fast. */
+  ringSize?: number;
+  flowIdleTimeoutNs?: bigint;
+  flowClosingTimeoutNs?: bigint;
+}
+
+export class TestDirector {
+  readonly obj: BpfObject;
+  readonly ringSize: number;
+  readonly cpus = possibleCpus();
+
+  private constructor(readonly pinRoot: string, o: DirectorOptions) {
+    this.ringSize = o.ringSize ?? 1031;
+    const rodata: Record<string, number | bigint> = { ring_size: this.ringSize };
+    if (o.flowIdleTimeoutNs !== undefined) rodata.flow_idle_timeout_ns = o.flowIdleTimeoutNs;
+    if (o.flowClosingTimeoutNs !== undefined) rodata.flow_closing_timeout_ns = o.flowClosingTimeoutNs;
+    this.obj = BpfObject.open({
+      objectPath: OBJECT_PATH,
+      pinRoot,
+      maxEntries: { vips: 64, rings: 64, backends: 64, vip_stats: 64, backend_stats: 64, flows: 65536 },
+      innerValueSize: { rings: 4 * this.ringSize },
+      rodata,
+    });
+  }
+
+  /** Loads the program into a fresh pin root under /sys/fs/bpf (removed by close()). */
+  static open(o: DirectorOptions = {}): TestDirector {
+    const pinRoot = `/sys/fs/bpf/xdir-test-${randomBytes(6).toString('hex')}`;
+    try {
+      return new TestDirector(pinRoot, o);
+    } catch (err) {
+      rmSync(pinRoot, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.obj.close();
+    rmSync(this.pinRoot, { recursive: true, force: true });
+  }
+
+  addVip(key: VipKey, vipId: number, flags = 0): void {
+    this.obj.map('vips').update(encodeVipKey(key), encodeVipMeta({ vipId, flags }));
+  }
+
+  setBackend(id: number, address: string, mac: string | null): void {
+    this.obj.map('backends').update(encodeU32(id), encodeBackend({ address, mac }));
+  }
+
+  /** Publishes a whole new ring for `vipId`, as the control plane does: a fresh inner map, swapped in. */
+  setRing(vipId: number, slots: Uint32Array | number): void {
+    const ids = typeof slots === 'number' ? new Uint32Array(this.ringSize).fill(slots) : slots;
+    if (ids.length !== this.ringSize) throw new Error(`ring of ${ids.length} slots, want ${this.ringSize}`);
+    const inner = BpfMap.create({ type: 'array', name: `ring${vipId}`, keySize: 4, valueSize: 4 * this.ringSize, maxEntries: 1 });
+    try {
+      inner.update(encodeU32(0), encodeRing(ids));
+      this.obj.map('rings').update(encodeU32(vipId), encodeU32(inner.fd));
+    } finally {
+      inner.close(); // the outer map holds its own reference
+    }
+  }
+
+  run(data: Buffer): { action: number; data: Buffer } {
+    const r = this.obj.program('xdir_director').testRun({ data });
+    return { action: r.retval, data: r.data };
+  }
+
+  flow(key: FlowKey): FlowState | null {
+    const v = this.obj.map('flows').lookup(encodeFlowKey(key));
+    return v ? decodeFlowState(v) : null;
+  }
+
+  private counter(map: string, id: number): Counter {
+    const v = this.obj.map(map).lookup(encodeU32(id));
+    if (!v) throw new Error(`${map}[${id}] is missing`);
+    return sumPerCpuCounter(v, 0, this.cpus);
+  }
+
+  reasons(): Map<ReasonName, Counter> {
+    return new Map(XDIR_REASON_NAMES.map((name, i) => [name, this.counter('reason_stats', i)]));
+  }
+
+  vipCounter(vipId: number): Counter {
+    return this.counter('vip_stats', vipId);
+  }
+
+  backendCounter(backendId: number): Counter {
+    return this.counter('backend_stats', backendId);
+  }
+}
+
+/** Packets counted per reason between two readings (only reasons that changed). */
+export function reasonDelta(before: Map<ReasonName, Counter>, after: Map<ReasonName, Counter>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, c] of after) {
+    const d = Number(c.packets - (before.get(name)?.packets ?? 0n));
+    if (d !== 0) out[name] = d;
+  }
+  return out;
+}
+
+/** The XDIR_R_* verdict names (one per packet), as opposed to XDIR_EV_* events. */
+export const VERDICT_NAMES: readonly ReasonName[] = XDIR_REASON_NAMES.slice(0, XDIR_REASON_NAMES.indexOf('flow-new'));

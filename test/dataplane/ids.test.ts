@@ -1,0 +1,49 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { IdAllocator } from '../../control/dataplane/xdp/ids.js';
+
+test('ids are stable per key and handed out lowest first', () => {
+  const a = new IdAllocator(4, 'backend');
+  assert.is(a.allocate('x'), 0);
+  assert.is(a.allocate('y'), 1);
+  assert.is(a.allocate('x'), 0, 'same key, same id');
+  assert.is(a.get('y'), 1);
+  assert.is(a.keyOf(1), 'y');
+  assert.is(a.size, 2);
+});
+
+test('a freed id goes to the back of the queue (FIFO), and allocation fails only when all are taken', () => {
+  const a = new IdAllocator(3, 'backend');
+  a.allocate('a'); a.allocate('b');
+  assert.is(a.release('a'), 0);
+  assert.is(a.allocate('c'), 2, 'the never-used id comes before the just-freed one');
+  assert.is(a.allocate('d'), 0);
+  assert.is(a.allocate('e'), null);
+  assert.is(a.release('nope'), undefined);
+});
+
+test('clone is independent', () => {
+  const a = new IdAllocator(3, 'VIP');
+  a.allocate('a');
+  const b = a.clone();
+  b.allocate('b');
+  b.release('a');
+  assert.is(a.get('a'), 0);
+  assert.is(a.get('b'), undefined);
+  assert.is(b.get('b'), 1);
+  assert.equal(b.entries(), [['b', 1]]);
+  assert.equal(a.entries(), [['a', 0]]);
+});
+
+test('adopt rebuilds from the maps and refuses contradictions', () => {
+  const a = IdAllocator.adopt(4, 'backend', [['198.18.2.1', 2], ['198.18.2.2', 0]]);
+  assert.is(a.get('198.18.2.1'), 2);
+  assert.is(a.allocate('new'), 1, 'free ids in ascending order after a restart');
+  assert.is(a.allocate('new2'), 3);
+  assert.is(a.allocate('new3'), null);
+  assert.throws(() => IdAllocator.adopt(4, 'backend', [['a', 1], ['b', 1]]), /id 1 is held by both a and b/);
+  assert.throws(() => IdAllocator.adopt(4, 'backend', [['a', 1], ['a', 2]]), /a holds two ids/);
+  assert.throws(() => IdAllocator.adopt(4, 'VIP', [['a', 4]]), /outside 0\.\.3/);
+});
+
+test.run();

@@ -1,0 +1,284 @@
+/**
+ * XdpDataplane against the real object, real verifier and real maps (pinned under a fresh bpffs
+ * directory), without attaching: packets go through BPF_PROG_TEST_RUN. Covers what the maps hold
+ * after apply(), that a change writes only the difference, that a restart adopts the maps and then
+ * writes nothing, weights and draining, MACs from the kernel neighbour table, stats and detach.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { BpfMap } from '../../control/bpf/index.js';
+import {
+  decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta, encodeU32,
+  VIP_F_HASH_SRC_ONLY,
+} from '../../control/dataplane/xdp/codecs.js';
+import type { MapOp } from '../../control/dataplane/xdp/plan.js';
+import { NetlinkNeighbourResolver } from '../../control/dataplane/xdp/neighbours-netlink.js';
+import { XdpDataplane, type XdpDataplaneOptions } from '../../control/dataplane/xdp/xdp-dataplane.js';
+import { serviceKey, type Backend, type DesiredState, type VirtualService } from '../../control/model/types.js';
+import { deleteNamespaceSync, waitFor } from '../lib/netns.js';
+import { TCP_FLAGS, frame, frameMacs } from '../lib/packets.js';
+import { privilegedTest } from '../lib/privileged.js';
+
+const RING = 1031;
+const XDP_DROP = 1, XDP_TX = 3;
+
+function svc(vip: string, port: number, backends: Backend[], over: Partial<VirtualService> = {}): VirtualService {
+  return { vip, port, protocol: 'tcp', scheduler: 'mh', persistence: 0, backends, ...over };
+}
+const WEB = svc('198.18.0.10', 80, [
+  { address: '198.18.2.1', weight: 3, mac: '02:be:00:00:00:01' },
+  { address: '198.18.2.2', weight: 1, mac: '02:be:00:00:00:02' },
+  { address: '198.18.2.3', weight: 0, mac: '02:be:00:00:00:03' },
+]);
+const DNS6 = svc('fd00::10', 53, [{ address: 'fd00:2::1', weight: 1 }, { address: 'fd00:2::2', weight: 1 }], { protocol: 'udp' });
+const STICKY = svc('198.18.0.11', 443, [{ address: '198.18.2.2', weight: 1, mac: '02:be:00:00:00:02' }], { persistence: 600 });
+const STATE: DesiredState = { services: [WEB, DNS6, STICKY] };
+
+interface Harness {
+  dp: XdpDataplane;
+  ops: MapOp[];
+  pinRoot: string;
+}
+
+function newPinRoot(): string {
+  return `/sys/fs/bpf/xdir-test-${randomBytes(6).toString('hex')}`;
+}
+
+async function started(pinRoot: string, extra: Partial<XdpDataplaneOptions> = {}, signal?: AbortSignal): Promise<Harness> {
+  const ops: MapOp[] = [];
+  const dp = new XdpDataplane({
+    interface: 'lo', attach: false, pinRoot, ringSize: RING, maxVips: 16, maxBackends: 64, flowTableSize: 4096,
+    onMapWrite: (op) => ops.push(op), ...extra,
+  });
+  await dp.start(signal);
+  return { dp, ops, pinRoot };
+}
+
+/** Runs `fn` with a started data path on a fresh pin root, removed afterwards whatever happens. */
+async function withDataplane(fn: (h: Harness) => Promise<void>, extra: Partial<XdpDataplaneOptions> = {}): Promise<void> {
+  const pinRoot = newPinRoot();
+  let h: Harness | null = null;
+  try {
+    h = await started(pinRoot, extra);
+    await fn(h);
+  } finally {
+    await h?.dp.stop();
+    rmSync(pinRoot, { recursive: true, force: true });
+  }
+}
+
+/** What the pinned maps hold, read through the loader independently of the data path. */
+function readMaps(pinRoot: string) {
+  const open = (name: string) => BpfMap.fromPin(`${pinRoot}/${name}`);
+  const vipsMap = open('vips'), backendsMap = open('backends'), ringsMap = open('rings');
+  try {
+    const vips = new Map<string, { vipId: number; flags: number }>();
+    for (const k of vipsMap.keys()) vips.set(serviceKey(decodeVipKey(k)), decodeVipMeta(vipsMap.lookup(k)!));
+    const backends = new Map<number, { address: string; mac: string | null }>();
+    for (let id = 0; id < backendsMap.maxEntries; id++) {
+      const b = decodeBackend(backendsMap.lookup(encodeU32(id))!);
+      if (b) backends.set(id, b);
+    }
+    const rings = new Map<number, { mapId: number; ring: Uint32Array }>();
+    for (const k of ringsMap.keys()) {
+      const mapId = decodeU32(ringsMap.lookup(k)!);
+      const inner = BpfMap.fromId(mapId);
+      try {
+        rings.set(decodeU32(k), { mapId, ring: decodeRing(inner.lookup(encodeU32(0))!) });
+      } finally {
+        inner.close();
+      }
+    }
+    return { vips, backends, rings, idOf: (addr: string) => [...backends].find(([, b]) => b.address === addr)?.[0] };
+  } finally {
+    vipsMap.close(); backendsMap.close(); ringsMap.close();
+  }
+}
+
+function count(ring: Uint32Array, id: number): number {
+  let n = 0;
+  for (const v of ring) if (v === id) n++;
+  return n;
+}
+
+privilegedTest('apply programs vips, backends and rings; weights and draining show in the rings', () => withDataplane(async ({ dp, pinRoot }) => {
+  const r = await dp.apply(STATE);
+  assert.equal(r, { servicesAdded: 3, servicesUpdated: 0, servicesRemoved: 0, servicesUnchanged: 0 });
+  const m = readMaps(pinRoot);
+  assert.equal([...m.vips.keys()].sort(), ['tcp/198.18.0.10:80', 'tcp/198.18.0.11:443', 'udp/[fd00::10]:53']);
+  assert.is(m.vips.get('tcp/198.18.0.11:443')!.flags, VIP_F_HASH_SRC_ONLY);
+  assert.is(m.vips.get('tcp/198.18.0.10:80')!.flags, 0);
+  assert.is(m.backends.size, 5, 'one entry per distinct backend, draining included');
+  assert.equal(m.backends.get(m.idOf('198.18.2.1')!), { address: '198.18.2.1', mac: '02:be:00:00:00:01' });
+  assert.equal(m.backends.get(m.idOf('fd00:2::1')!), { address: 'fd00:2::1', mac: null }, 'no MAC, no resolver: MAC_VALID unset');
+  const web = m.rings.get(m.vips.get('tcp/198.18.0.10:80')!.vipId)!.ring;
+  assert.is(web.length, RING);
+  const heavy = count(web, m.idOf('198.18.2.1')!), light = count(web, m.idOf('198.18.2.2')!);
+  assert.is(heavy + light, RING, 'the draining backend holds no slot');
+  assert.ok(Math.abs(heavy / RING - 0.75) < 0.02, `weight 3:1 gives ${heavy}:${light}`);
+  const status = dp.services().find((s) => s.key === 'tcp/198.18.0.10:80')!;
+  assert.equal(status.backends.map((b) => b.state), ['active', 'active', 'draining']);
+}));
+
+privilegedTest('a change writes only the difference; unchanged VIPs keep their ring map', () => withDataplane(async ({ dp, ops, pinRoot }) => {
+  await dp.apply(STATE);
+  const before = readMaps(pinRoot);
+  ops.length = 0;
+  const DNS6b = { ...DNS6, backends: [...DNS6.backends, { address: 'fd00:2::3', weight: 1 }] };
+  const r = await dp.apply({ services: [WEB, DNS6b, STICKY] });
+  assert.equal(r, { servicesAdded: 0, servicesUpdated: 1, servicesRemoved: 0, servicesUnchanged: 2 });
+  assert.equal(ops.map((o) => o.kind), ['backend-stats-reset', 'backend-set', 'ring-set']);
+  const after = readMaps(pinRoot);
+  const idOf = (m: typeof before, key: string) => m.vips.get(key)!.vipId;
+  assert.is(after.rings.get(idOf(after, 'tcp/198.18.0.10:80'))!.mapId, before.rings.get(idOf(before, 'tcp/198.18.0.10:80'))!.mapId);
+  assert.is(after.rings.get(idOf(after, 'tcp/198.18.0.11:443'))!.mapId, before.rings.get(idOf(before, 'tcp/198.18.0.11:443'))!.mapId);
+  assert.is.not(after.rings.get(idOf(after, 'udp/[fd00::10]:53'))!.mapId, before.rings.get(idOf(before, 'udp/[fd00::10]:53'))!.mapId);
+
+  // Remove a service: its vips entry, then its ring, then backends nothing else uses.
+  ops.length = 0;
+  const r2 = await dp.apply({ services: [WEB, STICKY] });
+  assert.is(r2.servicesRemoved, 1);
+  assert.equal(ops.map((o) => o.kind), ['vip-delete', 'ring-delete', 'backend-clear', 'backend-clear', 'backend-clear']);
+  const gone = readMaps(pinRoot);
+  assert.is(gone.vips.size, 2);
+  assert.is(gone.rings.size, 2);
+  assert.is(gone.backends.size, 3);
+}));
+
+privilegedTest('a rejected new definition leaves the running service as it was', () => withDataplane(async ({ dp, ops, pinRoot }) => {
+  await dp.apply(STATE);
+  const before = readMaps(pinRoot);
+  ops.length = 0;
+  const broken = { ...DNS6, backends: [{ address: '198.18.2.9', weight: 1 }] }; // IPv4 backend on an IPv6 VIP
+  const r = await dp.apply({ services: [WEB, broken, STICKY] });
+  assert.equal(ops, []);
+  assert.equal(r, { servicesAdded: 0, servicesUpdated: 0, servicesRemoved: 0, servicesUnchanged: 3 });
+  assert.equal(readMaps(pinRoot).rings, before.rings);
+}));
+
+privilegedTest('a restart adopts the maps, and the same desired state then writes nothing', async () => {
+  const pinRoot = newPinRoot();
+  try {
+    const first = await started(pinRoot);
+    await first.dp.apply(STATE);
+    const before = readMaps(pinRoot);
+    await first.dp.stop(); // default: maps stay pinned
+
+    const second = await started(pinRoot);
+    try {
+      const adopted = second.dp.services();
+      assert.equal(adopted.map((s) => s.key), ['tcp/198.18.0.10:80', 'tcp/198.18.0.11:443', 'udp/[fd00::10]:53']);
+      assert.equal(adopted[0]!.backends.map((b) => b.address).sort(), ['198.18.2.1', '198.18.2.2'], 'ring members, before any apply');
+      const r = await second.dp.apply(STATE);
+      assert.equal(second.ops, [], 'no map write after a restart with an unchanged desired state');
+      assert.equal(r, { servicesAdded: 0, servicesUpdated: 0, servicesRemoved: 0, servicesUnchanged: 3 });
+      const after = readMaps(pinRoot);
+      assert.equal([...after.rings].map(([id, x]) => [id, x.mapId]), [...before.rings].map(([id, x]) => [id, x.mapId]));
+      assert.equal(after.backends, before.backends);
+      // The draining backend, in no ring, kept its id and entry across the restart.
+      assert.ok(after.idOf('198.18.2.3') !== undefined);
+      assert.equal(second.dp.services().find((s) => s.key === 'tcp/198.18.0.10:80')!.backends.map((b) => b.state), ['active', 'active', 'draining']);
+    } finally {
+      await second.dp.stop();
+    }
+  } finally {
+    rmSync(pinRoot, { recursive: true, force: true });
+  }
+});
+
+const DIRECTOR_MAC = '02:d1:00:00:00:01';
+function syn(dst: string, dport: number, sport = 40000): Buffer {
+  return frame({
+    dstMac: DIRECTOR_MAC, srcMac: '02:c1:00:00:00:01',
+    ip: { version: 4, src: '198.18.1.1', dst },
+    l4: { kind: 'tcp', sport, dport, flags: TCP_FLAGS.SYN },
+  });
+}
+
+privilegedTest('packets to a VIP go to its backends and are counted; all-draining VIPs drop new flows', () => withDataplane(async ({ dp }) => {
+  await dp.apply(STATE);
+  const prog = dp.program();
+  const macs = new Set<string>();
+  for (let sport = 40000; sport < 40064; sport++) {
+    const out = prog.testRun({ data: syn('198.18.0.10', 80, sport) });
+    assert.is(out.retval, XDP_TX);
+    macs.add(frameMacs(out.data).dst);
+  }
+  assert.equal([...macs].sort(), ['02:be:00:00:00:01', '02:be:00:00:00:02'], 'both active backends, never the draining one');
+  const stats = await dp.readStats();
+  assert.is(stats.dataplane, 'xdp');
+  assert.is(stats.services.get('tcp/198.18.0.10:80')!.packets, 64n);
+  assert.is(stats.services.get('udp/[fd00::10]:53')!.packets, 0n);
+  const perBackend = (stats.backends.get('198.18.2.1')?.packets ?? 0n) + (stats.backends.get('198.18.2.2')?.packets ?? 0n);
+  assert.is(perBackend, 64n);
+  assert.is(stats.reasons.get('forwarded')!.packets, 64n);
+  assert.is(stats.reasons.get('flow-new')!.packets, 64n);
+
+  const drained = { ...WEB, backends: WEB.backends.map((b) => ({ ...b, weight: 0 })) };
+  await dp.apply({ services: [drained, DNS6, STICKY] });
+  assert.equal(dp.services().find((s) => s.key === 'tcp/198.18.0.10:80')!.backends.map((b) => b.state), ['draining', 'draining', 'draining']);
+  const existing = prog.testRun({ data: syn('198.18.0.10', 80, 40000) });
+  assert.is(existing.retval, XDP_TX, 'an existing flow keeps its backend while draining');
+  const fresh = prog.testRun({ data: syn('198.18.0.10', 80, 50000) });
+  assert.is(fresh.retval, XDP_DROP);
+  assert.is((await dp.readStats()).reasons.get('drop-no-backend')!.packets, 1n);
+}));
+
+privilegedTest('MACs come from the kernel neighbour table, including ones learned after apply', async () => {
+  const ns = `xd-${process.pid}-${randomBytes(3).toString('hex')}-nb`;
+  const ip = (...args: string[]) => execFileSync('ip', ['-n', ns, ...args], { stdio: 'pipe' });
+  execFileSync('ip', ['netns', 'add', ns]);
+  try {
+    ip('link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1');
+    ip('link', 'set', 'v0', 'up');
+    ip('link', 'set', 'v1', 'up');
+    ip('addr', 'add', '198.18.2.254/24', 'dev', 'v0');
+    ip('neigh', 'replace', '198.18.2.1', 'lladdr', '02:be:00:00:01:01', 'dev', 'v0', 'nud', 'permanent');
+    const resolver = new NetlinkNeighbourResolver({ netns: ns, waitMs: 0 });
+    const noMacs = svc('198.18.0.10', 80, [{ address: '198.18.2.1', weight: 1 }, { address: '198.18.2.2', weight: 1 }]);
+    await withDataplane(async ({ dp, pinRoot }) => {
+      await dp.apply({ services: [noMacs] });
+      let m = readMaps(pinRoot);
+      assert.is(m.backends.get(m.idOf('198.18.2.1')!)!.mac, '02:be:00:00:01:01');
+      assert.is(m.backends.get(m.idOf('198.18.2.2')!)!.mac, null);
+      assert.equal(dp.services()[0]!.backends.map((b) => b.state), ['active', 'mac-unresolved']);
+      // The kernel learns the second neighbour; the refresh timer picks it up without an apply.
+      ip('neigh', 'replace', '198.18.2.2', 'lladdr', '02:be:00:00:01:02', 'dev', 'v0', 'nud', 'permanent');
+      await waitFor('the refreshed MAC in the backends map', () => {
+        m = readMaps(pinRoot);
+        return m.backends.get(m.idOf('198.18.2.2')!)!.mac === '02:be:00:00:01:02';
+      }, 10_000, 50);
+      assert.equal(dp.services()[0]!.backends.map((b) => b.state), ['active', 'active']);
+    }, { interface: 'v0', neighbours: resolver, macRefreshMs: 50 });
+  } finally {
+    deleteNamespaceSync(ns);
+  }
+});
+
+privilegedTest('stop({ detach: true }) removes the pinned maps; the default keeps them', async () => {
+  const pinRoot = newPinRoot();
+  try {
+    const h = await started(pinRoot);
+    await h.dp.apply(STATE);
+    await h.dp.stop();
+    assert.ok(existsSync(`${pinRoot}/vips`));
+    const h2 = await started(pinRoot);
+    await h2.dp.stop({ detach: true });
+    assert.not.ok(existsSync(pinRoot));
+    // An abort (SIGTERM) followed by stop({ detach: true }) still detaches and unpins.
+    const ac = new AbortController();
+    const h3 = await started(pinRoot, {}, ac.signal);
+    ac.abort();
+    await h3.dp.stop();
+    assert.ok(existsSync(`${pinRoot}/vips`));
+    await h3.dp.stop({ detach: true });
+    assert.not.ok(existsSync(pinRoot));
+  } finally {
+    rmSync(pinRoot, { recursive: true, force: true });
+  }
+});
+
+test.run();

@@ -1,0 +1,92 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { pino } from 'pino';
+import { Reconciler } from '../control/reconciler.js';
+import type { ApplyResult } from '../control/dataplane/dataplane.js';
+import type { DesiredState } from '../control/model/types.js';
+import { waitFor } from './lib/netns.js';
+
+const quiet = pino({ level: 'silent' });
+const RESULT: ApplyResult = { servicesAdded: 1, servicesUpdated: 0, servicesRemoved: 0, servicesUnchanged: 0 };
+
+function state(n: number): DesiredState {
+  return { services: [{ vip: '198.19.0.10', port: n, protocol: 'tcp', scheduler: 'mh', persistence: 0, backends: [] }] };
+}
+
+/** A data path that records what it is asked to apply, can be held mid-apply, and can be made to fail. */
+class RecordingDataplane {
+  applied: number[] = [];
+  concurrent = 0;
+  maxConcurrent = 0;
+  failNext = 0;
+  gate: Promise<void> = Promise.resolve();
+  async apply(s: DesiredState): Promise<ApplyResult> {
+    this.concurrent++;
+    this.maxConcurrent = Math.max(this.maxConcurrent, this.concurrent);
+    try {
+      await this.gate;
+      if (this.failNext > 0) { this.failNext--; throw new Error('map update failed: ENOSPC'); }
+      this.applied.push(s.services[0]!.port);
+      return RESULT;
+    } finally {
+      this.concurrent--;
+    }
+  }
+}
+
+test('a burst of submits while an apply is in flight applies only the newest, never concurrently', async () => {
+  const dp = new RecordingDataplane();
+  let release!: () => void;
+  dp.gate = new Promise((r) => { release = r; });
+  const r = new Reconciler({ dataplane: dp, log: quiet, resyncMs: 0 });
+  r.start();
+  r.submit(state(1));
+  await waitFor('first apply in flight', () => dp.concurrent === 1);
+  for (let i = 2; i <= 50; i++) r.submit(state(i));
+  release();
+  await r.idle();
+  assert.equal(dp.applied, [1, 50]);
+  assert.is(dp.maxConcurrent, 1);
+  assert.is(r.status.coalesced, 48);
+  await r.stop();
+});
+
+test('a failed apply is retried until it succeeds; a newer state replaces the failing one', async () => {
+  const dp = new RecordingDataplane();
+  dp.failNext = 3;
+  const errors: number[] = [];
+  const r = new Reconciler({ dataplane: dp, log: quiet, resyncMs: 0, retryBaseMs: 5, retryMaxMs: 20,
+    onApplyError: (_e, delay) => errors.push(delay) });
+  r.start();
+  r.submit(state(7));
+  await r.idle();
+  assert.equal(dp.applied, [7]);
+  assert.equal(errors, [5, 10, 20], 'backoff doubles and is capped');
+  assert.is(r.status.failures, 3);
+  assert.is(r.status.lastError, undefined);
+
+  dp.failNext = 1000;
+  r.submit(state(8));
+  await waitFor('a failure', () => r.status.failures > 3);
+  dp.failNext = 0;
+  r.submit(state(9));
+  await r.idle();
+  assert.equal(dp.applied.at(-1), 9);
+  assert.not.ok(dp.applied.includes(8), 'the failing state is dropped once a newer one exists');
+  await r.stop();
+});
+
+test('resync re-applies the last good state periodically', async () => {
+  const dp = new RecordingDataplane();
+  const r = new Reconciler({ dataplane: dp, log: quiet, resyncMs: 10 });
+  r.start();
+  r.submit(state(3));
+  await waitFor('resyncs', () => dp.applied.length >= 3);
+  assert.ok(dp.applied.every((p) => p === 3));
+  await r.stop();
+  const n = dp.applied.length;
+  await new Promise((res) => setTimeout(res, 40));
+  assert.is(dp.applied.length, n, 'nothing is applied after stop');
+});
+
+test.run();
