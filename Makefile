@@ -9,7 +9,7 @@ BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I bpf -I /us
 BPF_OBJ := bpf/director.bpf.o
 BPF_SRC := $(wildcard bpf/*.c bpf/*.h)
 
-.PHONY: all deps apt npm build bpf ts test test-ipvs bench bench-e2e bench-stats demo clean bpffs
+.PHONY: all deps apt npm build bpf ts test test-ipvs bench bench-e2e bench-stats bench-xdp bench-maglev demo clean bpffs
 
 all: build
 
@@ -52,13 +52,21 @@ test: deps build
 test-ipvs: deps build
 	node test/run.mjs ipvs-guest
 
-bench: bench-e2e bench-stats
+bench: bench-e2e bench-stats bench-xdp bench-maglev
 
 bench-e2e: deps build
 	node --import tsx bench/e2e.ts
 
 bench-stats: deps build
 	node --import tsx bench/stats.ts
+
+# Per-packet cost of the XDP program (BPF_PROG_TEST_RUN) against a minimal XDP forwarder.
+bench-xdp: deps build
+	node --import tsx bench/xdp-prog.ts
+
+# Maglev ring build time and disruption against modulo hashing.
+bench-maglev: npm
+	node --import tsx bench/maglev.ts
 
 demo: deps build
 	node --import tsx test/demo/demo.ts

@@ -7,6 +7,7 @@ import { constants } from 'node:os';
 import { logger } from '../log.js';
 import { BpfError, PRIVILEGE_HINT, errnoName, fromErrno } from './errors.js';
 import { OPTS, libbpf, libcFns, opts } from './libbpf.js';
+import { installLibbpfPrint, warningMark, warningsSince } from './print.js';
 import type { BpfProgram } from './program.js';
 
 export { XDP_ACTION } from './program.js';
@@ -96,12 +97,20 @@ function otherMode(mode: XdpMode): XdpMode {
   return mode === 'native' ? 'generic' : 'native';
 }
 
-function attachError(ifname: string, mode: XdpMode, ret: number, ifindex: number): BpfError {
+/** The kernel's own words (netlink extended ack) for the last failed attach, if libbpf printed them. */
+function kernelSays(mark: number): string {
+  const said = warningsSince(mark).map((l) => /Kernel error message: (.*)/.exec(l)?.[1]).filter(Boolean);
+  return said.length ? ` (kernel: ${said[said.length - 1]})` : '';
+}
+
+function attachError(ifname: string, mode: XdpMode, ret: number, ifindex: number, mark: number): BpfError {
   const errno = -ret;
-  const what = `cannot attach XDP to ${ifname} in ${mode} mode`;
+  const what = `cannot attach XDP to ${ifname} in ${mode} mode${kernelSays(mark)}`;
   if (errno === EPERM) return new BpfError(`${what}: ${errnoName(errno)}`, { errno, hint: PRIVILEGE_HINT });
   if (mode === 'native' && (errno === EOPNOTSUPP || errno === EINVAL)) {
-    return new BpfError(`cannot attach XDP to ${ifname}: driver lacks native XDP (or rejects it with this MTU/config)`, {
+    const kernel = kernelSays(mark);
+    const why = !kernel || /not support XDP/i.test(kernel) ? `driver lacks native XDP${kernel}` : `native XDP refused${kernel}`;
+    return new BpfError(`cannot attach XDP to ${ifname}: ${why}`, {
       errno, hint: 'retry with --xdp-mode=generic',
     });
   }
@@ -122,18 +131,22 @@ function attachError(ifname: string, mode: XdpMode, ret: number, ifindex: number
  */
 export function attachXdp(ifname: string, prog: BpfProgram, o: { mode: XdpMode | 'auto' }): { mode: XdpMode; fellBack: boolean } {
   const ifindex = ifindexOf(ifname);
+  installLibbpfPrint();
+  let mark = warningMark();
   if (o.mode !== 'auto') {
     const ret = attachInMode(ifname, ifindex, prog, o.mode);
-    if (ret < 0) throw attachError(ifname, o.mode, ret, ifindex);
+    if (ret < 0) throw attachError(ifname, o.mode, ret, ifindex, mark);
     return { mode: o.mode, fellBack: false };
   }
   const native = attachInMode(ifname, ifindex, prog, 'native');
   if (native === 0) return { mode: 'native', fellBack: false };
   // EEXIST: a program runs in generic mode (the kernel allows one mode at a time): stay generic.
-  if (native !== -EOPNOTSUPP && native !== -EINVAL && native !== -EEXIST) throw attachError(ifname, 'native', native, ifindex);
+  if (native !== -EOPNOTSUPP && native !== -EINVAL && native !== -EEXIST) throw attachError(ifname, 'native', native, ifindex, mark);
+  const nativeWhy = `${errnoName(-native)}${kernelSays(mark)}`;
+  mark = warningMark();
   const generic = attachInMode(ifname, ifindex, prog, 'generic');
-  if (generic < 0) throw attachError(ifname, 'generic', generic, ifindex);
-  log.warn({ ifname, nativeError: errnoName(-native) }, native === -EEXIST
+  if (generic < 0) throw attachError(ifname, 'generic', generic, ifindex, mark);
+  log.warn({ ifname, nativeError: nativeWhy }, native === -EEXIST
     ? 'a program already runs in generic mode; replaced it in generic mode'
     : 'native XDP not available; attached in generic mode (slower)');
   return { mode: 'generic', fellBack: true };

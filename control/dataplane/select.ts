@@ -37,6 +37,14 @@ export class NoDataplaneError extends Error {
   }
 }
 
+/** One line for the API: the first line of `text`, without a trailing "...:" that introduces what follows. */
+function firstLine(text: string): string {
+  const lines = text.split('\n');
+  let line = lines[0]!;
+  if (lines.length > 1) line = `${line.replace(/;[^;]*:\s*$/, '')} (details in the log)`;
+  return line.length > 300 ? `${line.slice(0, 297)}...` : line;
+}
+
 function why(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -71,8 +79,9 @@ export async function createDataplane(opts: CreateDataplaneOptions): Promise<Sel
     opts.signal?.throwIfAborted();
     xdpFailure = why(err);
   }
-  const fallbackReason = `XDP could not start: ${xdpFailure}`;
-  log.warn({ dataplane: 'ipvs', fallbackReason }, `falling back to IPVS because ${fallbackReason}`);
+  // The API and the metric get the first line; the log gets everything (e.g. the verifier's log).
+  const fallbackReason = `XDP could not start: ${firstLine(xdpFailure)}`;
+  log.warn({ dataplane: 'ipvs', fallbackReason, error: xdpFailure }, `falling back to IPVS because ${fallbackReason}`);
   try {
     const dataplane = await startOne('ipvs');
     log.warn({ dataplane: 'ipvs', fallbackReason }, 'data path: ipvs (auto fallback)');

@@ -44,6 +44,14 @@ export class NetlinkError extends Error {
   }
 }
 
+/** The table changed while a dump was read (NLM_F_DUMP_INTR): the parts may not fit together. */
+export class DumpInterruptedError extends NetlinkError {
+  constructor(context: string) {
+    super(`${context}: the table changed while it was read (NLM_F_DUMP_INTR); retry`, 4);
+    this.name = 'DumpInterruptedError';
+  }
+}
+
 export interface OpenOptions {
   /** Named network namespace (/run/netns/NAME) to open the socket in; default: the caller's. */
   netns?: string;
@@ -144,9 +152,18 @@ export class NetlinkSocket {
     return this.exchange(type, flags | NLM_F_ACK, payload, opts);
   }
 
-  /** Sends a dump request and returns every part of the answer, up to NLMSG_DONE. */
+  /**
+   * Sends a dump request and returns every part of the answer, up to NLMSG_DONE. A dump the
+   * kernel marks inconsistent (the table changed while it was read) is asked for again, twice.
+   */
   dump(type: number, payload: Buffer, opts: RequestOptions): Message[] {
-    return this.exchange(type, NLM_F_DUMP, payload, opts);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return this.exchange(type, NLM_F_DUMP, payload, opts);
+      } catch (err) {
+        if (!(err instanceof DumpInterruptedError) || attempt >= 3) throw err;
+      }
+    }
   }
 
   private exchange(type: number, flags: number, payload: Buffer, opts: RequestOptions): Message[] {
@@ -185,9 +202,7 @@ export class NetlinkSocket {
             throw new NetlinkError(`${opts.context}: kernel said ${describeErrno(e.errno)}${kmsg}`, e.errno, e.kernelMessage);
           }
           case NLMSG_DONE:
-            if (interrupted) {
-              throw new NetlinkError(`${opts.context}: the dump changed while it was read (NLM_F_DUMP_INTR); retry`, 4);
-            }
+            if (interrupted) throw new DumpInterruptedError(opts.context);
             return replies;
           default:
             // Copied: the receive buffer is reused by the next recv.

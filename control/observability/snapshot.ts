@@ -49,35 +49,73 @@ function rateMsg(cur: Counter, base: Counter | undefined, seconds: number): Rate
   return { packets_per_second: dp / seconds, bytes_per_second: db / seconds };
 }
 
+/**
+ * Lookup tables over the programmed services, built once per reading and shared by every snapshot
+ * built from it (a filtered snapshot then costs the size of its selection, not of the whole table).
+ */
+export class ServiceIndex {
+  readonly byKey = new Map<string, ServiceStatus>();
+  private readonly keysByVip = new Map<string, string[]>();
+
+  constructor(readonly services: readonly ServiceStatus[]) {
+    for (const s of services) {
+      this.byKey.set(s.key, s);
+      const vip = s.vip.toLowerCase();
+      const list = this.keysByVip.get(vip);
+      if (list) list.push(s.key);
+      else this.keysByVip.set(vip, [s.key]);
+    }
+  }
+
+  /** Keys a filter selects among the programmed services and those with counters in `sample`. */
+  select(vips: readonly string[], sample: StatsSample): string[] {
+    const wanted = vips.map((v) => v.trim().toLowerCase()).filter((v) => v !== '');
+    const keys = new Set<string>();
+    if (wanted.length === 0) {
+      for (const k of sample.services.keys()) keys.add(k);
+      for (const k of this.byKey.keys()) keys.add(k);
+    } else {
+      const selected = serviceFilter(wanted);
+      for (const w of wanted) {
+        for (const k of this.keysByVip.get(w) ?? []) keys.add(k);
+        if (this.byKey.has(w)) keys.add(w);
+      }
+      // Counters of a service no longer (or not yet) listed by the data path.
+      if (sample.services.size !== this.byKey.size) {
+        for (const k of sample.services.keys()) {
+          if (this.byKey.has(k)) continue;
+          const p = parseServiceKey(k);
+          if (p && selected({ key: k, vip: p.vip })) keys.add(k);
+        }
+      }
+    }
+    return [...keys].sort();
+  }
+}
+
 export interface SnapshotInput {
   current: StatsSample;
   /** The earlier reading rates are computed from; none = rates are 0. */
   baseline?: StatsSample;
   /** The services as programmed (for VIP/port/protocol of each key and the backends of a filtered view). */
-  services: readonly ServiceStatus[];
+  services: readonly ServiceStatus[] | ServiceIndex;
   /** VIP filters (see serviceFilter). */
   vips: readonly string[];
 }
 
 /** A snapshot without its per-stream fields (sequence, dropped_snapshots), which the caller sets. */
 export function buildSnapshot({ current, baseline, services, vips }: SnapshotInput): StatsSnapshotMsg {
-  const selected = serviceFilter(vips);
-  const filtered = vips.length > 0;
+  const index = services instanceof ServiceIndex ? services : new ServiceIndex(services);
+  const filtered = vips.some((v) => v.trim() !== '');
   const intervalMs = baseline ? Math.max(0, current.takenAtMs - baseline.takenAtMs) : 0;
   const seconds = intervalMs / 1000;
 
-  const byKey = new Map<string, ServiceStatus>();
-  for (const s of services) byKey.set(s.key, s);
-  const keys = new Set<string>(current.services.keys());
-  for (const s of services) keys.add(s.key);
-
   const serviceMsgs: ServiceStatsMsg[] = [];
   const backendsOfSelected = new Set<string>();
-  for (const key of keys) {
-    const status = byKey.get(key);
+  for (const key of index.select(vips, current)) {
+    const status = index.byKey.get(key);
     const parts = status ?? parseServiceKey(key);
     if (!parts) continue;
-    if (!selected({ key, vip: parts.vip })) continue;
     if (filtered && status) for (const b of status.backends) backendsOfSelected.add(b.address);
     const total = current.services.get(key) ?? ZERO;
     serviceMsgs.push({
@@ -89,11 +127,12 @@ export function buildSnapshot({ current, baseline, services, vips }: SnapshotInp
       rate: rateMsg(total, baseline?.services.get(key) ?? (baseline ? ZERO : undefined), seconds),
     });
   }
-  serviceMsgs.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 
   const backendMsgs: BackendStatsMsg[] = [];
-  for (const [address, total] of current.backends) {
-    if (filtered && !backendsOfSelected.has(address)) continue;
+  const backendEntries: Iterable<[string, Counter]> = filtered
+    ? [...backendsOfSelected].map((a): [string, Counter] => [a, current.backends.get(a) ?? ZERO])
+    : current.backends;
+  for (const [address, total] of backendEntries) {
     backendMsgs.push({
       address,
       total: counterMsg(total),

@@ -16,7 +16,7 @@
 import type { Dataplane, StatsSample } from '../dataplane/dataplane.js';
 import { logger } from '../log.js';
 import type { StatsSnapshotMsg } from './grpc/proto.js';
-import { buildSnapshot } from './snapshot.js';
+import { ServiceIndex, buildSnapshot } from './snapshot.js';
 
 const log = logger('stats-hub');
 
@@ -271,7 +271,7 @@ export class StatsHub {
   private deliver(sample: StatsSample): void {
     if (this.subscribers.size === 0) return;
     const slack = this.periodMs() / 2;
-    const services = this.dataplane.services();
+    const services = new ServiceIndex(this.dataplane.services());
     // Subscribers with the same interval, filter and baseline get the same snapshot body: build it once.
     const built = new Map<string, StatsSnapshotMsg>();
     for (const sub of [...this.subscribers]) {

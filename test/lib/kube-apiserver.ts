@@ -137,6 +137,8 @@ function readBody(req: IncomingMessage): Promise<string> {
 
 export class FakeKubeApiServer {
   readonly requests: RecordedRequest[] = [];
+  /** Called before a PUT/PATCH is applied: a test can change the object first to force a 409. */
+  beforeUpdate?: (r: RecordedRequest) => void;
   private readonly types = new Map<string, ResourceType>();
   private readonly store = new Map<string, Map<string, KubeObject>>();
   private history: HistoryEntry[] = [];
@@ -145,7 +147,9 @@ export class FakeKubeApiServer {
   private readonly watchers = new Set<Watcher>();
   private readonly sockets = new Set<Socket>();
   private unavailable = false;
+  private heldWatches: (() => void)[] | null = null;
   private server?: Server;
+  private readonly unixServers: Server[] = [];
   url = '';
 
   constructor() {
@@ -186,13 +190,31 @@ export class FakeKubeApiServer {
     return t;
   }
 
-  private listen(): Promise<void> {
-    this.server = createServer((req, res) => { void this.handle(req, res); });
-    this.server.on('connection', (s) => {
+  private newHttpServer(): Server {
+    const server = createServer((req, res) => { void this.handle(req, res); });
+    server.on('connection', (s) => {
       if (this.unavailable) { s.destroy(); return; }
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
+    return server;
+  }
+
+  /**
+   * Also serves on a unix socket: a process inside a test network namespace reaches the fixture
+   * through the filesystem (it proxies its own loopback to this path), never through a network.
+   */
+  listenUnix(path: string): Promise<void> {
+    const server = this.newHttpServer();
+    this.unixServers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+  }
+
+  private listen(): Promise<void> {
+    this.server = this.newHttpServer();
     return new Promise((resolve) => {
       this.server!.listen(0, '127.0.0.1', () => {
         this.url = `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}`;
@@ -205,7 +227,7 @@ export class FakeKubeApiServer {
     for (const w of this.watchers) w.out.end();
     this.watchers.clear();
     for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
+    await Promise.all([this.server, ...this.unixServers].map((srv) => new Promise<void>((resolve) => (srv ? srv.close(() => resolve()) : resolve()))));
   }
 
   // ---- test controls -------------------------------------------------------------------------
@@ -215,10 +237,28 @@ export class FakeKubeApiServer {
     return String(this.rv);
   }
 
-  /** Ends every open watch cleanly, as an API server restart or a load balancer in front would. */
-  dropWatches(): void {
+  /**
+   * Ends every open watch cleanly, as an API server restart or a load balancer in front would.
+   * With `hold`, new watch requests wait (unanswered) until resumeWatches(): changes and a
+   * compaction made meanwhile are then seen by clients resuming from an old resourceVersion.
+   */
+  dropWatches(opts: { hold?: boolean } = {}): void {
+    if (opts.hold && !this.heldWatches) this.heldWatches = [];
     for (const w of this.watchers) w.out.end();
     this.watchers.clear();
+  }
+
+  /** Answers the watch requests held since dropWatches({ hold: true }). */
+  resumeWatches(): number {
+    const held = this.heldWatches ?? [];
+    this.heldWatches = null;
+    for (const start of held) start();
+    return held.length;
+  }
+
+  /** Watch requests waiting for resumeWatches(). */
+  get heldWatchCount(): number {
+    return this.heldWatches?.length ?? 0;
   }
 
   /** Forgets history up to now: a watch resuming from an older resourceVersion gets 410 Gone. */
@@ -495,7 +535,16 @@ export class FakeKubeApiServer {
       };
       if (req.method === 'GET' && name === undefined) {
         const watch = url.searchParams.get('watch');
-        if (watch === 'true' || watch === '1') { log('watch'); this.watch(t, namespace, url, res); return; }
+        if (watch === 'true' || watch === '1') {
+          log('watch');
+          const start = (): void => {
+            try { this.watch(t, namespace, url, res); } catch (err) {
+              if (err instanceof ApiError) this.send(res, err.code, statusBody(err.code, err.reason, err.message, err.details));
+            }
+          };
+          if (this.heldWatches) this.heldWatches.push(start); else start();
+          return;
+        }
         log('list');
         const matches = this.selectors(url);
         const items = [...map.values()]
@@ -525,11 +574,14 @@ export class FakeKubeApiServer {
           if (!existing) throw notFound();
           this.send(res, 200, clone(existing));
           return;
-        case 'PUT':
+        case 'PUT': {
           log('update');
-          if (!existing) throw notFound();
-          this.send(res, 200, this.update(t, existing, parse(), sub as 'status' | undefined));
+          this.beforeUpdate?.(this.requests[this.requests.length - 1]!);
+          const current = map.get(key);
+          if (!current) throw notFound();
+          this.send(res, 200, this.update(t, current, parse(), sub as 'status' | undefined));
           return;
+        }
         case 'PATCH': {
           log('patch');
           if (!existing) throw notFound();

@@ -154,6 +154,11 @@ export class Topology {
       await ipIn(rs.ns, 'addr', 'add', `${VIP6}/128`, 'dev', 'lo');
     }
     for (const c of this.clients) {
+      // A veth leaves TCP/UDP checksums to "hardware" (CHECKSUM_PARTIAL) that never exists; a native
+      // XDP program turns the skb into a bare frame, XDP_TX sends it on, and the real server
+      // drops it for a bad checksum. On a wire the NIC fills checksums in, so clients here do it in
+      // software, as any sender behind a real NIC effectively does.
+      await nsRun(c.ns, ['ethtool', '-K', c.ifname, 'tx', 'off']);
       await ipIn(c.ns, 'route', 'add', `${VIP4}/32`, 'via', this.director.ipv4);
       await ipIn(c.ns, '-6', 'route', 'add', `${VIP6}/128`, 'via', this.director.ipv6);
     }

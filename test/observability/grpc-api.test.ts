@@ -8,7 +8,7 @@ import { unary, type ListServicesResponseMsg, type StatsSnapshotMsg } from '../.
 import { StatsHub } from '../../control/observability/stats-hub.js';
 import { startObservability } from '../../control/observability/index.js';
 import { FakeDataplane } from './fake-dataplane.js';
-import { StreamCollector, callUnary, directorClient, healthClient, reflectionClient, tempDir } from './grpc-helpers.js';
+import { StreamCollector, callUnary, directorClient, healthClient, reflectionClient, tempDir, waitFor } from './grpc-helpers.js';
 
 const tmp = tempDir('xdir-grpc-api-');
 const dp = new FakeDataplane();
@@ -46,7 +46,7 @@ test('Watch streams cumulative counters and rates of the right VIP and backend',
   const c = directorClient(server.target);
   const w = new StreamCollector(c.Watch({ interval_ms: 100, vips: ['198.18.0.10'] }));
   // Let the server register the subscriber before the first reading.
-  await new Promise((r) => w.stream.once('metadata', r));
+  await waitFor('the Watch subscriber', () => hub.counts().subscribers === 1);
   dp.advance(100); await hub.tick();
   await w.until(1);
   for (let i = 1; i <= 3; i++) {
@@ -107,10 +107,10 @@ test('grpc.health.v1 answers', async () => {
 
 test('server reflection lists the Director and health services', async () => {
   const r = reflectionClient(server.target);
-  const call = (r.ServerReflectionInfo as () => grpc.ClientDuplexStream<unknown, { list_services_response?: { service: { name: string }[] } }>)
-    .call(r);
+  type Reply = { list_services_response?: { service: { name: string }[] } };
+  const call = (r.ServerReflectionInfo as () => grpc.ClientDuplexStream<unknown, Reply>).call(r);
   const reply = new Promise<string[]>((resolve, reject) => {
-    call.on('data', (m) => { resolve(m.list_services_response!.service.map((s) => s.name)); call.end(); });
+    call.on('data', (m: Reply) => { resolve(m.list_services_response!.service.map((s) => s.name)); call.end(); });
     call.on('error', reject);
   });
   call.write({ list_services: '*' });

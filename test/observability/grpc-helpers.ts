@@ -1,5 +1,6 @@
 /** gRPC test helpers: a real grpc-js client of xdir.v1, health and reflection clients, stream collectors. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -79,4 +80,50 @@ export class StreamCollector {
     if (this.error) return Promise.resolve(this.error);
     return new Promise((resolve) => this.stream.once('error', resolve));
   }
+}
+
+/** Waits until `cond()` holds, checking every 10 ms; a liveness guard fails it after 20 s. */
+export async function waitFor(what: string, cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+export interface TestPki {
+  ca: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string;
+  /** A client certificate from an unrelated CA. */
+  rogueCert: string; rogueKey: string; rogueCa: string;
+}
+
+/** Generates a throw-away CA, a server certificate for 127.0.0.1/localhost, and client certificates, with openssl. */
+export function makePki(dir: string): TestPki {
+  const run = (...args: string[]): void => {
+    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    if (r.error || r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.error?.message ?? r.stderr}`);
+  };
+  const key = (name: string): void => run('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`);
+  const ca = (name: string): void => {
+    key(name);
+    run('req', '-x509', '-new', '-key', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${name}`);
+  };
+  const leaf = (name: string, caName: string, ext: string): void => {
+    key(name);
+    run('req', '-new', '-key', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    writeFileSync(join(dir, `${name}.ext`), ext);
+    run('x509', '-req', '-in', `${name}.csr`, '-CA', `${caName}.crt`, '-CAkey', `${caName}.key`, '-CAcreateserial',
+      '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+  };
+  ca('ca');
+  ca('rogue-ca');
+  leaf('server', 'ca', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  leaf('client', 'ca', 'extendedKeyUsage=clientAuth\n');
+  leaf('rogue', 'rogue-ca', 'extendedKeyUsage=clientAuth\n');
+  const p = (f: string): string => join(dir, f);
+  return {
+    ca: p('ca.crt'), serverCert: p('server.crt'), serverKey: p('server.key'),
+    clientCert: p('client.crt'), clientKey: p('client.key'),
+    rogueCert: p('rogue.crt'), rogueKey: p('rogue.key'), rogueCa: p('rogue-ca.crt'),
+  };
 }

@@ -12,6 +12,7 @@ import {
 } from './codec.js';
 
 const EPERM = 1;
+const ENOENT = 2;
 
 export type ServiceReading = IpvsService & { stats: IpvsStats };
 export type DestReading = IpvsDest & { stats: IpvsStats; activeConns: number; inactiveConns: number };
@@ -69,11 +70,25 @@ export class IpvsClient {
   }
 
   addService(s: IpvsService): void {
-    this.sock.request(IPVS_CMD.NEW_SERVICE, NLM_F_CREATE | NLM_F_EXCL, serviceAttrs(s), `create IPVS service ${ipvsServiceKey(s)} (scheduler ${s.scheduler})`);
+    this.withSchedulerHint(s, () => this.sock.request(IPVS_CMD.NEW_SERVICE, NLM_F_CREATE | NLM_F_EXCL, serviceAttrs(s),
+      `create IPVS service ${ipvsServiceKey(s)} (scheduler ${s.scheduler})`));
   }
 
   editService(s: IpvsService): void {
-    this.sock.request(IPVS_CMD.SET_SERVICE, 0, serviceAttrs(s), `change IPVS service ${ipvsServiceKey(s)} (scheduler ${s.scheduler})`);
+    this.withSchedulerHint(s, () => this.sock.request(IPVS_CMD.SET_SERVICE, 0, serviceAttrs(s),
+      `change IPVS service ${ipvsServiceKey(s)} (scheduler ${s.scheduler})`));
+  }
+
+  /** The kernel answers ENOENT when a scheduler's module is missing; say which one. */
+  private withSchedulerHint(s: IpvsService, fn: () => unknown): void {
+    try {
+      fn();
+    } catch (err) {
+      if (err instanceof NetlinkError && err.errno === ENOENT) {
+        throw new NetlinkError(`${err.message}; is the scheduler available? (modprobe ip_vs_${s.scheduler})`, err.errno, err.kernelMessage);
+      }
+      throw err;
+    }
   }
 
   deleteService(id: IpvsServiceId): void {

@@ -67,6 +67,8 @@ export const IPPROTO_UDP = 17;
 /** IP_VS_SVC_F_*: service flags. */
 export const SVC_F_PERSISTENT = 0x0001;
 export const SVC_F_HASHED = 0x0002; // set by the kernel, never by us
+/** IP_VS_SVC_F_SCHED2 read by the mh scheduler: hash the source port along with the source address. */
+export const SVC_F_SCHED_MH_PORT = 0x0010;
 /** IP_VS_CONN_F_*: forwarding method of a destination. */
 export const CONN_F_FWD_MASK = 0x0007;
 export const CONN_F_MASQ = 0x0000;

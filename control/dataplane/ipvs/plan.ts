@@ -5,7 +5,7 @@
 import { parseAddress } from '../../model/address.js';
 import { serviceKey, type VirtualService } from '../../model/types.js';
 import {
-  CONN_F_DROUTE, SVC_F_HASHED, SVC_F_PERSISTENT, protocolNumber, type IpvsDest, type IpvsService, type IpvsServiceId,
+  CONN_F_DROUTE, SVC_F_HASHED, SVC_F_PERSISTENT, SVC_F_SCHED_MH_PORT, protocolNumber, type IpvsDest, type IpvsService, type IpvsServiceId,
 } from './codec.js';
 
 /**
@@ -41,10 +41,16 @@ export interface IpvsPlan {
   conflicts: string[];
 }
 
-/** The IPVS form of a (validated) virtual service: DR forwarding, destination port = service port. */
+/**
+ * The IPVS form of a (validated) virtual service: DR forwarding, destination port = service port.
+ * `mh` mirrors the XDP path's Maglev choice: without persistence XDP hashes each flow (addresses
+ * and ports), so mh gets its port flag (mh-port); with persistence XDP hashes the client address
+ * only, which is mh's default, and the persistence template keeps the client on its backend.
+ */
 export function toIpvsSpec(vs: VirtualService): IpvsServiceSpec {
   const vip = parseAddress(vs.vip);
   if (!vip) throw new Error(`VIP '${vs.vip}' is not an IP address`);
+  const scheduler = vs.scheduler ?? 'mh';
   const timeout = vs.port === 0 ? Math.max(vs.persistence, ALL_PORTS_MIN_PERSISTENCE_S) : vs.persistence;
   const service: IpvsService = {
     family: vip.family,
@@ -52,8 +58,8 @@ export function toIpvsSpec(vs: VirtualService): IpvsServiceSpec {
     address: vs.vip,
     port: vs.port,
     fwmark: 0,
-    scheduler: vs.scheduler ?? 'mh',
-    flags: timeout > 0 ? SVC_F_PERSISTENT : 0,
+    scheduler,
+    flags: timeout > 0 ? SVC_F_PERSISTENT : scheduler === 'mh' ? SVC_F_SCHED_MH_PORT : 0,
     timeout,
     // Persistence per client address: /32 for IPv4 (a mask), /128 for IPv6 (a prefix length).
     netmask: vip.family === 4 ? 0xffffffff : 128,

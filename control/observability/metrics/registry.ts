@@ -225,6 +225,13 @@ export function createMetricsRegistry(deps: MetricsDeps): Registry {
     },
   });
 
-  if (deps.processMetrics !== false) collectDefaultMetrics({ register: registry });
+  if (deps.processMetrics !== false) {
+    collectDefaultMetrics({ register: registry });
+    // prom-client names these gauges `_total`, which Prometheus reserves for counters (promtool
+    // rejects them); the per-type gauges without the suffix carry the same numbers.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      registry.removeSingleMetric(name);
+    }
+  }
   return registry;
 }

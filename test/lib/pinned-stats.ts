@@ -1,0 +1,58 @@
+/**
+ * Reads the director's counters straight from its pinned maps with bpftool (the BTF in the object
+ * makes bpftool print structs by field), so the demo and tests see what the XDP program counted
+ * without going through the director process.
+ */
+import { join } from 'node:path';
+import { XDIR_REASON_NAMES } from '../../control/dataplane/xdp/codecs.js';
+import { formatAddress } from '../../control/model/address.js';
+import { run } from './netns.js';
+
+/** bpftool -j prints raw bytes as hex strings; decoding them needs no BTF. */
+type Hex = string[];
+interface RawEntry { key: Hex; value?: Hex; values?: { cpu: number; value: Hex }[] }
+
+const bytes = (h: Hex): Buffer => Buffer.from(h.map((x) => parseInt(x, 16)));
+
+async function dump(pinRoot: string, map: string): Promise<RawEntry[]> {
+  const { stdout } = await run('bpftool', ['-j', 'map', 'dump', 'pinned', join(pinRoot, map)]);
+  return JSON.parse(stdout) as RawEntry[];
+}
+
+/** Packets of a per-CPU struct counter, summed over CPUs (packets is the first u64). */
+function packets(e: RawEntry): number {
+  return (e.values ?? []).reduce((a, v) => a + Number(bytes(v.value).readBigUInt64LE(0)), 0);
+}
+
+/** struct backend: addr[16] (network order), mac[6], family, flags. */
+function backendAddress(value: Buffer): string | null {
+  const family = value[22];
+  if (family === 4) return formatAddress(value.subarray(0, 4));
+  if (family === 6) return formatAddress(value.subarray(0, 16));
+  return null;
+}
+
+export interface PinnedStats {
+  /** Packets by reason name (`forwarded`, `drop-no-backend`, ...). */
+  reasons: Record<string, number>;
+  /** Forwarded packets by backend address (backends currently in the table). */
+  backends: Record<string, number>;
+}
+
+export async function readPinnedStats(pinRoot: string): Promise<PinnedStats> {
+  const [reasons, backendStats, backends] = await Promise.all([
+    dump(pinRoot, 'reason_stats'), dump(pinRoot, 'backend_stats'), dump(pinRoot, 'backends'),
+  ]);
+  const out: PinnedStats = { reasons: {}, backends: {} };
+  for (const e of reasons) {
+    const id = bytes(e.key).readUInt32LE(0);
+    out.reasons[XDIR_REASON_NAMES[id] ?? `reason-${id}`] = packets(e);
+  }
+  const byId = new Map(backendStats.map((e) => [bytes(e.key).readUInt32LE(0), packets(e)]));
+  for (const b of backends) {
+    const a = b.value ? backendAddress(bytes(b.value)) : null;
+    if (a === null) continue;
+    out.backends[a] = (out.backends[a] ?? 0) + (byId.get(bytes(b.key).readUInt32LE(0)) ?? 0);
+  }
+  return out;
+}
