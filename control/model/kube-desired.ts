@@ -122,14 +122,17 @@ export function serviceClaim(svc: V1Service): ServiceClaim {
 // ---------------------------------------------------------------------------------------------
 // Nodes and endpoints
 
-interface NodeInfo {
+export interface NodeInfo {
   name: string;
   ready: boolean;
   excluded: boolean;
   addresses: Map<Family, string>;
 }
 
-function nodeInfos(nodes: readonly V1Node[], type: KubeDesiredOptions['nodeAddressType']): Map<string, NodeInfo> {
+/** Nodes by name, with the address of the configured type per family. */
+export type NodeIndex = Map<string, NodeInfo>;
+
+export function indexNodes(nodes: readonly V1Node[], type: KubeDesiredOptions['nodeAddressType']): NodeIndex {
   const out = new Map<string, NodeInfo>();
   for (const n of nodes) {
     const name = n.metadata?.name;
@@ -149,7 +152,7 @@ function nodeInfos(nodes: readonly V1Node[], type: KubeDesiredOptions['nodeAddre
 
 type EndpointState = 'ready' | 'draining';
 
-interface EndpointInfo {
+export interface EndpointInfo {
   address: string;
   family: Family;
   nodeName?: string;
@@ -168,24 +171,32 @@ function endpointState(c: { ready?: boolean; serving?: boolean; terminating?: bo
   return null;
 }
 
+/** The endpoints of one EndpointSlice and the Service they belong to (`namespace/name`); null for FQDN or unowned slices. */
+export function sliceEndpoints(s: V1EndpointSlice): { serviceKey: string; endpoints: EndpointInfo[] } | null {
+  const svcName = s.metadata?.labels?.[SERVICE_NAME_LABEL];
+  if (!svcName || (s.addressType !== 'IPv4' && s.addressType !== 'IPv6')) return null;
+  const ports = new Map<string, number>();
+  for (const p of s.ports ?? []) if (p.port !== undefined) ports.set(p.name ?? '', p.port);
+  const endpoints: EndpointInfo[] = [];
+  for (const e of s.endpoints ?? []) {
+    const state = endpointState(e.conditions);
+    if (!state) continue;
+    for (const a of e.addresses ?? []) {
+      const c = canonicalAddress(a);
+      if (c) endpoints.push({ address: c, family: c.includes(':') ? 6 : 4, nodeName: e.nodeName, state, ports });
+    }
+  }
+  return { serviceKey: `${s.metadata?.namespace ?? ''}/${svcName}`, endpoints };
+}
+
 function endpointsByService(slices: readonly V1EndpointSlice[]): Map<string, EndpointInfo[]> {
   const out = new Map<string, EndpointInfo[]>();
   for (const s of slices) {
-    const svcName = s.metadata?.labels?.[SERVICE_NAME_LABEL];
-    if (!svcName || (s.addressType !== 'IPv4' && s.addressType !== 'IPv6')) continue;
-    const key = `${s.metadata?.namespace ?? ''}/${svcName}`;
-    const ports = new Map<string, number>();
-    for (const p of s.ports ?? []) if (p.port !== undefined) ports.set(p.name ?? '', p.port);
-    const list = out.get(key) ?? [];
-    for (const e of s.endpoints ?? []) {
-      const state = endpointState(e.conditions);
-      if (!state) continue;
-      for (const a of e.addresses ?? []) {
-        const c = canonicalAddress(a);
-        if (c) list.push({ address: c, family: c.includes(':') ? 6 : 4, nodeName: e.nodeName, state, ports });
-      }
-    }
-    out.set(key, list);
+    const parsed = sliceEndpoints(s);
+    if (!parsed) continue;
+    const list = out.get(parsed.serviceKey) ?? [];
+    list.push(...parsed.endpoints);
+    out.set(parsed.serviceKey, list);
   }
   return out;
 }
@@ -195,7 +206,7 @@ function sortBackends(list: Backend[]): Backend[] {
 }
 
 /** Node backends weighted by ready endpoints on each node; nodes with only terminating ones drain. */
-function nodesWithEndpoints(endpoints: EndpointInfo[], nodes: Map<string, NodeInfo>, family: Family): Backend[] {
+function nodesWithEndpoints(endpoints: readonly EndpointInfo[], nodes: NodeIndex, family: Family): Backend[] {
   const weight = new Map<string, number>();
   for (const e of endpoints) {
     const node = e.nodeName ? nodes.get(e.nodeName) : undefined;
@@ -207,7 +218,7 @@ function nodesWithEndpoints(endpoints: EndpointInfo[], nodes: Map<string, NodeIn
   return sortBackends([...weight].map(([address, w]) => ({ address, weight: w })));
 }
 
-function allNodes(nodes: Map<string, NodeInfo>, family: Family): Backend[] {
+function allNodes(nodes: NodeIndex, family: Family): Backend[] {
   const out: Backend[] = [];
   for (const n of nodes.values()) {
     const address = n.addresses.get(family);
@@ -262,98 +273,127 @@ function persistenceOf(svc: V1Service): number {
   return svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? 10800;
 }
 
+/** Virtual services of one part of the cluster (a Service, or the ingress-nginx ConfigMaps) and its problems. */
+export interface DesiredPart {
+  services: VirtualService[];
+  problems: SourceProblem[];
+}
+
+/** The virtual services of one of our Services (VIPs from its status x its TCP/UDP ports). */
+export function desiredForService(svc: V1Service, eps: readonly EndpointInfo[], nodes: NodeIndex): DesiredPart {
+  const services: VirtualService[] = [];
+  const problems: SourceProblem[] = [];
+  const ref = serviceRef(svc);
+  const key = objectKey(svc);
+  const ann = svc.metadata?.annotations ?? {};
+  let mode = ann[ANNOTATIONS.backendMode] ?? 'nodes';
+  if (mode !== 'nodes' && mode !== 'endpoints') {
+    problems.push({ object: ref, reason: 'InvalidAnnotation', message: `${ANNOTATIONS.backendMode}: "${mode}" is not nodes or endpoints; using nodes` });
+    mode = 'nodes';
+  }
+  let scheduler: Scheduler = 'mh';
+  const schedText = ann[ANNOTATIONS.scheduler];
+  if (schedText !== undefined) {
+    if ((SCHEDULERS as readonly string[]).includes(schedText)) scheduler = schedText as Scheduler;
+    else problems.push({ object: ref, reason: 'InvalidAnnotation', message: `${ANNOTATIONS.scheduler}: "${schedText}" is not one of ${SCHEDULERS.join(', ')}; using mh` });
+  }
+  const local = svc.spec?.externalTrafficPolicy === 'Local';
+  for (const ipText of statusAddresses(svc)) {
+    const vip = canonicalAddress(ipText);
+    if (!vip) continue;
+    const family: Family = vip.includes(':') ? 6 : 4;
+    for (const p of svc.spec?.ports ?? []) {
+      const protocol = (p.protocol ?? 'TCP').toLowerCase();
+      if (protocol !== 'tcp' && protocol !== 'udp') {
+        problems.push({ object: ref, reason: 'UnsupportedProtocol', message: `port ${p.port}/${p.protocol} skipped: the director forwards TCP and UDP` });
+        continue;
+      }
+      let backends: Backend[];
+      if (mode === 'endpoints') {
+        const mine = eps.filter((e) => e.family === family);
+        const wrongPort = mine.find((e) => (e.ports.get(p.name ?? '') ?? p.port) !== p.port);
+        if (wrongPort) {
+          // Direct routing keeps the destination port: the pod must listen on the Service port.
+          problems.push({ object: ref, reason: 'EndpointPortMismatch', message: `port ${p.port}: endpoints listen on ${wrongPort.ports.get(p.name ?? '')}, but direct-to-endpoint mode needs targetPort == port; port skipped` });
+          continue;
+        }
+        const seen = new Map<string, number>();
+        for (const e of mine) seen.set(e.address, Math.max(seen.get(e.address) ?? 0, e.state === 'ready' ? 1 : 0));
+        backends = sortBackends([...seen].map(([address, weight]) => ({ address, weight })));
+      } else {
+        backends = local ? nodesWithEndpoints(eps, nodes, family) : allNodes(nodes, family);
+      }
+      services.push({ vip, port: p.port, protocol, scheduler, persistence: persistenceOf(svc), backends, origin: `kube:${key}` });
+    }
+  }
+  return { services, problems };
+}
+
+/** The ingress-nginx tcp/udp ConfigMap entries on the configured VIPs. */
+export function desiredForIngressNginx(
+  ing: IngressNginxOptions, configMaps: readonly V1ConfigMap[], controllerEndpoints: readonly EndpointInfo[], nodes: NodeIndex,
+): DesiredPart {
+  const services: VirtualService[] = [];
+  const problems: SourceProblem[] = [];
+  const vips = ing.vips.map((v) => canonicalAddress(v)).filter((v): v is string => !!v);
+  for (const [name, protocol] of [[ing.tcpConfigMap, 'tcp'], [ing.udpConfigMap, 'udp']] as const) {
+    const cm = configMaps.find((c) => c.metadata?.namespace === ing.namespace && c.metadata?.name === name);
+    if (!cm) continue;
+    const ref: ObjectRef = { kind: 'ConfigMap', namespace: ing.namespace, name, uid: cm.metadata?.uid };
+    for (const [k, v] of Object.entries(cm.data ?? {}).sort(([a], [b]) => Number(a) - Number(b))) {
+      let entry: IngressNginxEntry;
+      try {
+        entry = parseIngressNginxEntry(k, v, protocol);
+      } catch (err) {
+        problems.push({ object: ref, reason: 'InvalidEntry', message: `${name}: ${(err as Error).message}; entry skipped` });
+        continue;
+      }
+      for (const vip of vips) {
+        const family: Family = vip.includes(':') ? 6 : 4;
+        services.push({
+          vip, port: entry.port, protocol, scheduler: 'mh', persistence: 0,
+          backends: nodesWithEndpoints(controllerEndpoints, nodes, family),
+          origin: `kube:configmap/${ing.namespace}/${name}:${entry.port}`,
+        });
+      }
+    }
+  }
+  return { services, problems };
+}
+
+/**
+ * Joins parts in the order given (Services by key, then ingress-nginx): a virtual service claimed
+ * twice goes to the first part and the other is reported. Output sorted by service key.
+ */
+export function mergeDesired(parts: readonly { part: DesiredPart; ref: ObjectRef }[]): KubeDesired {
+  const problems: SourceProblem[] = [];
+  const byKey = new Map<string, VirtualService>();
+  for (const { part, ref } of parts) {
+    problems.push(...part.problems);
+    for (const vs of part.services) {
+      const key = serviceKey(vs);
+      const prior = byKey.get(key);
+      if (prior) {
+        problems.push({ object: ref, reason: 'DuplicateVirtualService', message: `${key} is already served for ${prior.origin}; ignoring this one` });
+        continue;
+      }
+      byKey.set(key, vs);
+    }
+  }
+  const services = [...byKey].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, vs]) => vs);
+  return { state: { services }, problems };
+}
+
 /** The desired state for every Service we own and every ingress-nginx entry. */
 export function desiredFromCluster(snap: ClusterSnapshot, opts: KubeDesiredOptions): KubeDesired {
-  const problems: SourceProblem[] = [];
-  const nodes = nodeInfos(snap.nodes, opts.nodeAddressType);
+  const nodes = indexNodes(snap.nodes, opts.nodeAddressType);
   const endpoints = endpointsByService(snap.endpointSlices);
-  const byKey = new Map<string, VirtualService>();
-  const add = (vs: VirtualService, ref: ObjectRef): void => {
-    const key = serviceKey(vs);
-    const prior = byKey.get(key);
-    if (prior) {
-      problems.push({ object: ref, reason: 'DuplicateVirtualService', message: `${key} is already served for ${prior.origin}; ignoring this one` });
-      return;
-    }
-    byKey.set(key, vs);
-  };
-
   const ours = snap.services.filter((s) => isOurService(s, opts)).sort((a, b) => (objectKey(a) < objectKey(b) ? -1 : 1));
-  for (const svc of ours) {
-    const ref = serviceRef(svc);
-    const key = objectKey(svc);
-    const ann = svc.metadata?.annotations ?? {};
-    let mode = ann[ANNOTATIONS.backendMode] ?? 'nodes';
-    if (mode !== 'nodes' && mode !== 'endpoints') {
-      problems.push({ object: ref, reason: 'InvalidAnnotation', message: `${ANNOTATIONS.backendMode}: "${mode}" is not nodes or endpoints; using nodes` });
-      mode = 'nodes';
-    }
-    let scheduler: Scheduler = 'mh';
-    const schedText = ann[ANNOTATIONS.scheduler];
-    if (schedText !== undefined) {
-      if ((SCHEDULERS as readonly string[]).includes(schedText)) scheduler = schedText as Scheduler;
-      else problems.push({ object: ref, reason: 'InvalidAnnotation', message: `${ANNOTATIONS.scheduler}: "${schedText}" is not one of ${SCHEDULERS.join(', ')}; using mh` });
-    }
-    const eps = endpoints.get(key) ?? [];
-    const local = svc.spec?.externalTrafficPolicy === 'Local';
-    for (const ipText of statusAddresses(svc)) {
-      const vip = canonicalAddress(ipText);
-      if (!vip) continue;
-      const family: Family = vip.includes(':') ? 6 : 4;
-      for (const p of svc.spec?.ports ?? []) {
-        const protocol = (p.protocol ?? 'TCP').toLowerCase();
-        if (protocol !== 'tcp' && protocol !== 'udp') {
-          problems.push({ object: ref, reason: 'UnsupportedProtocol', message: `port ${p.port}/${p.protocol} skipped: the director forwards TCP and UDP` });
-          continue;
-        }
-        let backends: Backend[];
-        if (mode === 'endpoints') {
-          const mine = eps.filter((e) => e.family === family);
-          const wrongPort = mine.find((e) => (e.ports.get(p.name ?? '') ?? p.port) !== p.port);
-          if (wrongPort) {
-            // Direct routing keeps the destination port: the pod must listen on the Service port.
-            problems.push({ object: ref, reason: 'EndpointPortMismatch', message: `port ${p.port}: endpoints listen on ${wrongPort.ports.get(p.name ?? '')}, but direct-to-endpoint mode needs targetPort == port; port skipped` });
-            continue;
-          }
-          const seen = new Map<string, number>();
-          for (const e of mine) seen.set(e.address, Math.max(seen.get(e.address) ?? 0, e.state === 'ready' ? 1 : 0));
-          backends = sortBackends([...seen].map(([address, weight]) => ({ address, weight })));
-        } else {
-          backends = local ? nodesWithEndpoints(eps, nodes, family) : allNodes(nodes, family);
-        }
-        add({ vip, port: p.port, protocol, scheduler, persistence: persistenceOf(svc), backends, origin: `kube:${key}` }, ref);
-      }
-    }
-  }
-
+  const parts = ours.map((svc) => ({ part: desiredForService(svc, endpoints.get(objectKey(svc)) ?? [], nodes), ref: serviceRef(svc) }));
   const ing = opts.ingressNginx;
   if (ing) {
-    const controllerEps = endpoints.get(`${ing.namespace}/${ing.controllerService}`) ?? [];
-    const vips = ing.vips.map((v) => canonicalAddress(v)).filter((v): v is string => !!v);
-    for (const [name, protocol] of [[ing.tcpConfigMap, 'tcp'], [ing.udpConfigMap, 'udp']] as const) {
-      const cm = snap.configMaps.find((c) => c.metadata?.namespace === ing.namespace && c.metadata?.name === name);
-      if (!cm) continue;
-      const ref: ObjectRef = { kind: 'ConfigMap', namespace: ing.namespace, name, uid: cm.metadata?.uid };
-      for (const [k, v] of Object.entries(cm.data ?? {}).sort(([a], [b]) => Number(a) - Number(b))) {
-        let entry: IngressNginxEntry;
-        try {
-          entry = parseIngressNginxEntry(k, v, protocol);
-        } catch (err) {
-          problems.push({ object: ref, reason: 'InvalidEntry', message: `${name}: ${(err as Error).message}; entry skipped` });
-          continue;
-        }
-        for (const vip of vips) {
-          const family: Family = vip.includes(':') ? 6 : 4;
-          add({
-            vip, port: entry.port, protocol, scheduler: 'mh', persistence: 0,
-            backends: nodesWithEndpoints(controllerEps, nodes, family),
-            origin: `kube:configmap/${ing.namespace}/${name}:${entry.port}`,
-          }, ref);
-        }
-      }
-    }
+    const ref: ObjectRef = { kind: 'ConfigMap', namespace: ing.namespace, name: ing.tcpConfigMap };
+    parts.push({ part: desiredForIngressNginx(ing, snap.configMaps, endpoints.get(`${ing.namespace}/${ing.controllerService}`) ?? [], nodes), ref });
   }
-
-  const services = [...byKey.values()].sort((a, b) => (serviceKey(a) < serviceKey(b) ? -1 : 1));
-  return { state: { services }, problems };
+  return mergeDesired(parts);
 }

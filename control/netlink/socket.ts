@@ -201,9 +201,13 @@ export class NetlinkSocket {
             const kmsg = e.kernelMessage ? `: ${e.kernelMessage}` : '';
             throw new NetlinkError(`${opts.context}: kernel said ${describeErrno(e.errno)}${kmsg}`, e.errno, e.kernelMessage);
           }
-          case NLMSG_DONE:
+          case NLMSG_DONE: {
+            // A dump that failed part-way ends with the (negative) errno in NLMSG_DONE.
+            const status = msg.payload.length >= 4 ? msg.payload.readInt32LE(0) : 0;
+            if (status < 0) throw new NetlinkError(`${opts.context}: dump failed: ${describeErrno(-status)}`, -status);
             if (interrupted) throw new DumpInterruptedError(opts.context);
             return replies;
+          }
           default:
             // Copied: the receive buffer is reused by the next recv.
             replies.push({ ...msg, payload: Buffer.from(msg.payload) });

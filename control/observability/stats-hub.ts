@@ -20,6 +20,12 @@ import { ServiceIndex, buildSnapshot } from './snapshot.js';
 
 const log = logger('stats-hub');
 
+/**
+ * On a snapshot handed out by Subscription.take(): the body shared by every subscriber of the same
+ * reading, so the transport can encode that body once per reading instead of once per subscriber.
+ */
+export const SHARED_BODY: unique symbol = Symbol('xdir.sharedSnapshotBody');
+
 export type HubDataplane = Pick<Dataplane, 'kind' | 'readStats' | 'services'>;
 
 export interface StatsHubOptions {
@@ -79,6 +85,7 @@ class Subscriber implements Subscription {
     readonly id: number,
     readonly intervalMs: number,
     readonly vips: readonly string[],
+    readonly changesOnly: boolean,
     private readonly hub: StatsHub,
   ) {}
 
@@ -89,7 +96,9 @@ class Subscriber implements Subscription {
     this.sequence += 1n;
     this.hub.countSent();
     // Shallow copy: the body is shared by every subscriber of the same group.
-    return { ...snap, sequence: this.sequence.toString(), dropped_snapshots: this.droppedCount.toString() };
+    const out = { ...snap, sequence: this.sequence.toString(), dropped_snapshots: this.droppedCount.toString() };
+    Object.defineProperty(out, SHARED_BODY, { value: snap, enumerable: false });
+    return out;
   }
 
   pending(): number { return this.queue.length; }
@@ -113,6 +122,9 @@ export class StatsHub {
   private nextTickAt = 0;
   private running = false;
   private readonly counters: HubCounters;
+  /** First snapshots of new subscribers, by filter, for the current reading. */
+  private readonly firstSnapshots = new Map<string, StatsSnapshotMsg>();
+  private firstIndex: ServiceIndex | undefined;
   private readonly sampleListeners = new Set<(s: StatsSample) => void>();
 
   constructor(opts: StatsHubOptions) {
@@ -166,15 +178,20 @@ export class StatsHub {
     return Math.min(3_600_000, Math.max(this.minIntervalMs, Math.round(ms)));
   }
 
-  subscribe(opts: { intervalMs: number; vips?: readonly string[] }): Subscription {
-    const sub = new Subscriber(this.nextId++, this.clampInterval(opts.intervalMs), [...(opts.vips ?? [])], this);
+  subscribe(opts: { intervalMs: number; vips?: readonly string[]; changesOnly?: boolean }): Subscription {
+    const sub = new Subscriber(this.nextId++, this.clampInterval(opts.intervalMs), [...(opts.vips ?? [])], opts.changesOnly === true, this);
     this.subscribers.add(sub);
-    // A first snapshot right away (rates over the hub's last period), so a viewer has something to show.
+    // A first snapshot right away (complete, rates over the hub's last period), so a viewer has
+    // something to show. Subscribers arriving in the same period share it.
     if (this.current) {
       sub.lastSent = this.current;
-      const snap = buildSnapshot({
-        current: this.current, baseline: this.prior, services: this.dataplane.services(), vips: sub.vips,
-      });
+      const key = `first|${sub.vips.join(',')}`;
+      let snap = this.firstSnapshots.get(key);
+      if (!snap) {
+        this.firstIndex ??= new ServiceIndex(this.dataplane.services());
+        snap = buildSnapshot({ current: this.current, baseline: this.prior, services: this.firstIndex, vips: sub.vips });
+        this.firstSnapshots.set(key, snap);
+      }
       this.enqueue(sub, snap);
     }
     this.reschedule();
@@ -263,6 +280,8 @@ export class StatsHub {
     this.counters.reads += 1;
     this.prior = this.current;
     this.current = sample;
+    this.firstSnapshots.clear();
+    this.firstIndex = undefined;
     for (const fn of this.sampleListeners) fn(sample);
     this.deliver(sample);
     return sample;
@@ -277,10 +296,10 @@ export class StatsHub {
     for (const sub of [...this.subscribers]) {
       const last = sub.lastSent;
       if (last && sample.takenAtMs - last.takenAtMs < sub.intervalMs - slack) continue;
-      const groupKey = `${last?.takenAtMs ?? 'none'}|${sub.vips.join(',')}`;
+      const groupKey = `${last?.takenAtMs ?? 'none'}|${sub.changesOnly}|${sub.vips.join(',')}`;
       let snap = built.get(groupKey);
       if (!snap) {
-        snap = buildSnapshot({ current: sample, baseline: last, services, vips: sub.vips });
+        snap = buildSnapshot({ current: sample, baseline: last, services, vips: sub.vips, changesOnly: sub.changesOnly });
         built.set(groupKey, snap);
       }
       sub.lastSent = sample;

@@ -11,17 +11,17 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Dataplane } from '../../control/dataplane/dataplane.js';
 import { createDataplane, type SelectedDataplane } from '../../control/dataplane/select.js';
 import type { DesiredState, VirtualService } from '../../control/model/types.js';
 import { deleteNamespaceSync, ipIn, nsRun, run, waitFor } from '../lib/netns.js';
+import { startIpvsDirector } from '../lib/ipvs-director.js';
 import { Topology } from '../lib/topology.js';
+import { httpBurst, udpBurst } from '../lib/traffic.js';
 import { listServices, readStats, type IpvsadmService } from './ipvsadm.js';
 
 const PROG = `xg-${process.pid}-prog`;
 const OWNERSHIP = `/run/xdir-guest-${process.pid}/ipvs-services.json`;
-const CLIENT = fileURLToPath(new URL('../lib/servers/client.mjs', import.meta.url));
 
 if (!existsSync('/proc/net/ip_vs')) {
   throw new Error('this suite runs inside the IPVS guest (test/guest/run-in-guest.sh); this kernel has no IPVS');
@@ -175,9 +175,6 @@ test('DR topology: TCP and UDP over IPv4 and IPv6 reach both real servers; repli
   try {
     const dir = t.director;
     const [c1] = t.clients as [typeof t.clients[0]];
-    // IPVS takes VIP packets at LOCAL_IN: the VIP is local on the director (lo, never announced on eth0).
-    await ipIn(dir.ns, 'addr', 'add', `${t.vip4}/32`, 'dev', 'lo');
-    await ipIn(dir.ns, 'addr', 'add', `${t.vip6}/128`, 'dev', 'lo');
     const own = `/run/xdir-guest-${process.pid}/topo-ipvs.json`;
     const rs = t.servers.map((s) => s.ipv4);
     const rs6 = t.servers.map((s) => s.ipv6);
@@ -189,7 +186,7 @@ test('DR topology: TCP and UDP over IPv4 and IPv6 reach both real servers; repli
         svc(t.vip6, 53, 'udp', 'mh', 0, rs6.map((a) => [a, 1])),
       ],
     };
-    topo = await createDataplane({ dataplane: 'ipvs', ipvs: { netns: dir.ns, ownershipFile: own } });
+    topo = await startIpvsDirector(t, own);
     assert.equal(await topo.dataplane.apply(config), { servicesAdded: 4, servicesUpdated: 0, servicesRemoved: 0, servicesUnchanged: 0 });
     await t.startServers({ http: [80], udp: 53 });
 
@@ -202,12 +199,10 @@ test('DR topology: TCP and UDP over IPv4 and IPv6 reach both real servers; repli
     capture.stderr!.on('data', (d) => { capErr += d; });
     await waitFor('tcpdump to listen', () => /listening on/.test(capErr), 30_000, 100);
 
-    const burst = async (mode: string, host: string, port: number) => {
-      const { stdout } = await t.exec(c1, [process.execPath, CLIENT, mode, host, String(port), '16', '4'], { timeoutMs: 60_000 });
-      return JSON.parse(stdout.trim().split('\n').pop()!) as { ok: number; errors: number; byServer: Record<string, number>; errorSamples: string[] };
-    };
-    for (const [mode, host, port] of [['http-burst', t.vip4, 80], ['udp-burst', t.vip4, 53], ['http-burst', t.vip6, 80], ['udp-burst', t.vip6, 53]] as const) {
-      const r = await burst(mode, host, port);
+    const burst = (mode: 'http' | 'udp', host: string) =>
+      (mode === 'http' ? httpBurst : udpBurst)(t, c1, host, 16, { concurrency: 4 });
+    for (const [mode, host] of [['http', t.vip4], ['udp', t.vip4], ['http', t.vip6], ['udp', t.vip6]] as const) {
+      const r = await burst(mode, host);
       assert.is(r.errors, 0, `${mode} ${host}: ${r.errorSamples.join('; ')}`);
       assert.is(r.ok, 16);
       assert.equal(Object.keys(r.byServer).sort(), ['rs1', 'rs2'], `${mode} ${host} reached both real servers: ${JSON.stringify(r.byServer)}`);
@@ -235,11 +230,11 @@ test('DR topology: TCP and UDP over IPv4 and IPv6 reach both real servers; repli
 
     // A restart keeps the counters (nothing was flushed) and traffic keeps flowing.
     await topo.dataplane.stop();
-    topo = await createDataplane({ dataplane: 'ipvs', ipvs: { netns: dir.ns, ownershipFile: own } });
+    topo = await startIpvsDirector(t, own);
     assert.equal(await topo.dataplane.apply(config), { servicesAdded: 0, servicesUpdated: 0, servicesRemoved: 0, servicesUnchanged: 4 });
     const again = (await readStats(dir.ns)).get(`tcp/${t.vip4}:80`)!;
     assert.ok(again.conns >= tcp4.conns, `connection counter survived the restart (${again.conns} >= ${tcp4.conns})`);
-    const r = await burst('http-burst', t.vip4, 80);
+    const r = await burst('http', t.vip4);
     assert.is(r.ok, 16);
   } finally {
     await topo?.dataplane.stop({ detach: true }).catch(() => undefined);

@@ -45,7 +45,7 @@ export class DirectorProcess {
   static async start(t: Topology, opts: DirectorOptions): Promise<DirectorProcess> {
     const pinRoot = opts.pinRoot ?? join(t.bpffs(), 'xdir');
     const args = [process.execPath, '--import', 'tsx', CLI, 'run', '--config', opts.config, '--interface', t.director.ifname,
-      '--xdp-mode', opts.xdpMode ?? 'native', '--pin-root', pinRoot, '--ring-size', '4099', '--flow-table-size', '65536',
+      '--xdp-mode', opts.xdpMode ?? 'native', '--pin-root', pinRoot, '--ring-size', '4099', '--flow-table-size', '65536', '--max-vips', '16', '--max-backends', '64',
       ...(opts.extraArgs ?? [])];
     const child = t.spawn(t.director, args, { cwd: ROOT, env: { ...process.env, XDIR_LOG_LEVEL: 'debug' } });
     const d = new DirectorProcess(child, { ...opts, pinRoot });

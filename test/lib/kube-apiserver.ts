@@ -551,8 +551,9 @@ export class FakeKubeApiServer {
           .filter((o) => namespace === undefined || o.metadata.namespace === namespace)
           .filter(matches)
           .sort((a, b) => objKey(a.metadata.namespace, a.metadata.name).localeCompare(objKey(b.metadata.namespace, b.metadata.name)))
-          // Built-in lists carry no per-item type meta; custom resource lists do.
-          .map((o) => { const c = clone(o); if (!t.custom) { delete c.apiVersion; delete c.kind; } return c; });
+          // Built-in lists carry no per-item type meta; custom resource lists do. (Serialised at
+          // once by send(): no copy needed.)
+          .map((o) => { if (t.custom) return o; const { apiVersion: _a, kind: _k, ...rest } = o; return rest; });
         this.send(res, 200, {
           apiVersion: t.group ? `${t.group}/${t.version}` : t.version, kind: `${t.kind}List`,
           metadata: { resourceVersion: String(this.rv) }, items,

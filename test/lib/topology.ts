@@ -314,6 +314,12 @@ export function cleanupStale(prefix?: string): string[] {
   listNamespacesSync().forEach(consider);
   if (existsSync(RUN_DIR)) readdirSync(RUN_DIR).forEach((d) => consider(`${d}-`));
   for (const p of prefixes) removePrefix(p);
+  if (existsSync(RUN_DIR)) {
+    for (const f of readdirSync(RUN_DIR)) {
+      const m = /^xdp-pass-(\d+)\.o$/.exec(f);
+      if (m && !alive(Number(m[1]))) rmSync(join(RUN_DIR, f), { force: true });
+    }
+  }
   return [...prefixes];
 }
 

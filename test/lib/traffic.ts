@@ -21,8 +21,8 @@ export interface BurstResult {
 }
 
 async function burst(t: Topology, client: NetNode, mode: 'http-burst' | 'udp-burst', host: string, port: number,
-  count: number, concurrency: number): Promise<BurstResult> {
-  const { stdout } = await t.exec(client, [process.execPath, CLIENT, mode, host, String(port), String(count), String(concurrency)],
+  count: number, concurrency: number, extra: string[] = []): Promise<BurstResult> {
+  const { stdout } = await t.exec(client, [process.execPath, CLIENT, mode, host, String(port), String(count), String(concurrency), ...extra],
     { timeoutMs: 60_000 });
   return JSON.parse(stdout.trim().split('\n').at(-1)!) as BurstResult;
 }
@@ -32,9 +32,16 @@ export function httpBurst(t: Topology, client: NetNode, host: string, count: num
   return burst(t, client, 'http-burst', host, opts.port ?? 80, count, opts.concurrency ?? 8);
 }
 
-/** `count` UDP datagrams to host:port, each from a new socket (a new flow), each answered by the server's name. */
-export function udpBurst(t: Topology, client: NetNode, host: string, count: number, opts: { port?: number; concurrency?: number } = {}) {
-  return burst(t, client, 'udp-burst', host, opts.port ?? 53, count, opts.concurrency ?? 8);
+/**
+ * `count` UDP datagrams to host:port, each from a new socket (a new flow), each answered by the
+ * server's name. `sourcePortBase` binds source ports base..base+count-1 (keep them below the
+ * ephemeral range, 32768): a UDP 5-tuple seen before is the *same* flow to the director until it
+ * idles out, so bursts that must be new flows use fresh ports.
+ */
+export function udpBurst(t: Topology, client: NetNode, host: string, count: number,
+  opts: { port?: number; concurrency?: number; sourcePortBase?: number } = {}) {
+  return burst(t, client, 'udp-burst', host, opts.port ?? 53, count, opts.concurrency ?? 8,
+    opts.sourcePortBase ? [String(opts.sourcePortBase)] : []);
 }
 
 export interface HeldConnection {

@@ -91,6 +91,25 @@ test('counters are cumulative and rates are over the subscriber\'s own interval'
   assert.is(snap!.data_path, 'DATA_PATH_XDP');
 });
 
+test('changes-only subscribers get a complete first snapshot, then only what changed', async () => {
+  const { dp, hub, web, tick } = setup();
+  const sub = hub.subscribe({ intervalMs: 100, changesOnly: true });
+  await tick();
+  const [first] = drain(() => sub.take());
+  assert.is(first!.services.length, 2, 'complete');
+  assert.is(first!.changes_only, false);
+  dp.forward(web, '198.18.1.1', 5);
+  await tick();
+  const [second] = drain(() => sub.take());
+  assert.is(second!.changes_only, true);
+  assert.equal(second!.services.map((s) => s.key), [web]);
+  assert.equal(second!.backends.map((b) => b.address), ['198.18.1.1']);
+  assert.is(second!.reasons.length, 5, 'reasons stay complete');
+  await tick();
+  const [third] = drain(() => sub.take());
+  assert.equal([third!.services.length, third!.backends.length], [0, 0]);
+});
+
 test('a VIP filter selects services by address or key, and only their backends', async () => {
   const { hub, tick, dns } = setup();
   await tick();

@@ -95,14 +95,21 @@ export class RecordingDataplane implements Dataplane {
   async start(): Promise<void> {}
   async stop(): Promise<void> {}
 
+  private readonly keys = new WeakMap<VirtualService, string>();
+
   async apply(desired: DesiredState): Promise<ApplyResult> {
     this.applies++;
-    const next = new Map(desired.services.map((s) => [serviceKey(s), s]));
+    const keyOf = (s: VirtualService): string => {
+      let k = this.keys.get(s);
+      if (k === undefined) this.keys.set(s, (k = serviceKey(s)));
+      return k;
+    };
+    const next = new Map(desired.services.map((s) => [keyOf(s), s]));
     const added: string[] = [], updated: string[] = [], removed: string[] = [];
     for (const [k, s] of next) {
       const prev = this.programmed.get(k);
       if (!prev) added.push(k);
-      else if (JSON.stringify(prev) !== JSON.stringify(s)) updated.push(k);
+      else if (prev !== s && JSON.stringify(prev) !== JSON.stringify(s)) updated.push(k);
     }
     for (const k of this.programmed.keys()) if (!next.has(k)) removed.push(k);
     this.programmed.clear();

@@ -11,7 +11,7 @@ import { formatValidationError, validateDesiredState } from '../../model/validat
 import type {
   ApplyResult, BackendStatus, Counter, Dataplane, ServiceStatus, StatsSample, StopOptions,
 } from '../dataplane.js';
-import { IpvsClient, type ServiceReading } from './client.js';
+import { IpvsClient } from './client.js';
 import { SVC_F_PERSISTENT, ipvsServiceKey, protocolName, type IpvsStats } from './codec.js';
 import { OwnershipFile } from './ownership.js';
 import { planIpvs, toIpvsSpec, type IpvsOp, type IpvsServiceSpec } from './plan.js';
@@ -24,18 +24,13 @@ export interface IpvsDataplaneOptions {
   log?: Logger;
 }
 
-interface Held {
-  spec: IpvsServiceSpec;
-  origin?: string;
-}
-
 export class IpvsDataplane implements Dataplane {
   readonly kind = 'ipvs' as const;
   private client: IpvsClient | null = null;
   private readonly ownership: OwnershipFile;
   private owned = new Set<string>();
   /** Owned services as last read from or written to the kernel. */
-  private held = new Map<string, Held>();
+  private held = new Map<string, IpvsServiceSpec>();
   private readonly log: Logger;
 
   constructor(private readonly opts: IpvsDataplaneOptions = {}) {
@@ -61,24 +56,22 @@ export class IpvsDataplane implements Dataplane {
       for (const k of gone) this.owned.delete(k);
       this.ownership.save(this.owned);
     }
-    this.held = new Map([...current].map(([k, spec]) => [k, { spec }]));
+    this.held = current;
     this.log.info({ version: info.version, adopted: this.held.size, ownershipFile: this.ownership.path },
       `IPVS ${info.version}: adopted ${this.held.size} service(s) this director owns`);
   }
 
   /** The kernel's services now: ours (with destinations) by key, and the keys of everyone else's. */
-  private readKernel(): { current: Map<string, IpvsServiceSpec>; foreign: Set<string>; readings: Map<string, ServiceReading> } {
+  private readKernel(): { current: Map<string, IpvsServiceSpec>; foreign: Set<string> } {
     const current = new Map<string, IpvsServiceSpec>();
     const foreign = new Set<string>();
-    const readings = new Map<string, ServiceReading>();
     for (const svc of this.ipvs.services()) {
       const key = ipvsServiceKey(svc);
-      readings.set(key, svc);
       if (!this.owned.has(key)) { foreign.add(key); continue; }
       const dests = new Map(this.ipvs.dests(svc).map((d) => [d.address, d]));
       current.set(key, { key, service: svc, dests });
     }
-    return { current, foreign, readings };
+    return { current, foreign };
   }
 
   async apply(desired: DesiredState): Promise<ApplyResult> {
@@ -87,11 +80,9 @@ export class IpvsDataplane implements Dataplane {
     const keep = new Set(errors.flatMap((e) => (e.key === undefined ? [] : [e.key])));
     for (const e of errors) this.log.error({ service: e.service, origin: e.origin }, formatValidationError(e));
     const want = new Map<string, IpvsServiceSpec>();
-    const origins = new Map<string, string | undefined>();
     for (const vs of valid.services) {
       const key = serviceKey(vs);
       want.set(key, toIpvsSpec(vs));
-      origins.set(key, vs.origin);
     }
     const { current, foreign } = this.readKernel();
     for (const k of [...this.owned]) if (!current.has(k) && !want.has(k)) this.owned.delete(k);
@@ -113,6 +104,8 @@ export class IpvsDataplane implements Dataplane {
       try {
         this.execute(op);
       } catch (err) {
+        // A service we failed to create is not ours, even if someone else's appears under its key.
+        if (op.op === 'add-service') this.owned.delete(op.key);
         failedKeys.add(op.key);
         failures.push((err as Error).message);
         this.log.error({ service: op.key, op: op.op }, (err as Error).message);
@@ -121,9 +114,8 @@ export class IpvsDataplane implements Dataplane {
     // The kernel is the truth: what we hold is what it holds now.
     const after = this.readKernel().current;
     for (const k of plan.removed) if (!after.has(k)) this.owned.delete(k);
-    for (const k of plan.added) if (!after.has(k)) this.owned.delete(k);
     if (plan.added.length || plan.removed.length) this.ownership.save(this.owned);
-    this.held = new Map([...after].map(([k, spec]) => [k, { spec, origin: origins.get(k) ?? this.held.get(k)?.origin }]));
+    this.held = after;
     const result: ApplyResult = {
       servicesAdded: plan.added.filter((k) => !failedKeys.has(k)).length,
       servicesUpdated: plan.updated.filter((k) => !failedKeys.has(k)).length,
@@ -150,7 +142,7 @@ export class IpvsDataplane implements Dataplane {
 
   services(): ServiceStatus[] {
     return [...this.held.values()]
-      .map(({ spec }): ServiceStatus => {
+      .map((spec): ServiceStatus => {
         const s = spec.service;
         const backends: BackendStatus[] = [...spec.dests.values()]
           .map((d) => ({ address: d.address, weight: d.weight, state: d.weight === 0 ? 'draining' as const : 'active' as const }))

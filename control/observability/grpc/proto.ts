@@ -41,11 +41,12 @@ export interface StatsSnapshotMsg {
   rate_interval_ms: number;
   sequence: U64;
   dropped_snapshots: U64;
+  changes_only: boolean;
   services: ServiceStatsMsg[];
   backends: BackendStatsMsg[];
   reasons: ReasonStatsMsg[];
 }
-export interface WatchRequestMsg { interval_ms: number; vips: string[] }
+export interface WatchRequestMsg { interval_ms: number; vips: string[]; changes_only: boolean }
 export interface GetSnapshotRequestMsg { vips: string[] }
 export interface ListServicesRequestMsg { vips: string[] }
 export interface BackendMsg { address: string; weight: number; state: BackendStateName; mac: string }

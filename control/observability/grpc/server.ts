@@ -12,7 +12,8 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { logger } from '../../log.js';
 import { listServices } from '../snapshot.js';
-import type { HubDataplane, StatsHub } from '../stats-hub.js';
+import { encodeStatsSnapshot } from './snapshot-codec.js';
+import { SHARED_BODY, type HubDataplane, type StatsHub } from '../stats-hub.js';
 import {
   DIRECTOR_SERVICE_NAME, LOADER_OPTIONS, directorServiceDefinition, loadDirectorPackage,
   type GetSnapshotRequestMsg, type ListServicesRequestMsg, type ListServicesResponseMsg,
@@ -108,6 +109,40 @@ function abortSlowStream(call: grpc.ServerWritableStream<unknown, unknown>): voi
   }
 }
 
+const EMPTY_TAIL: StatsSnapshotMsg = {
+  taken_at_ms: '0', data_path: 'DATA_PATH_UNSPECIFIED', rate_interval_ms: 0, sequence: '0', dropped_snapshots: '0',
+  services: [], backends: [], reasons: [], changes_only: false,
+};
+
+/**
+ * The Director service definition with a Watch serializer that encodes a snapshot body shared by
+ * many subscribers once, then appends each stream's own fields. Protobuf merges concatenated
+ * encodings (a later scalar wins), so the result decodes exactly like the whole message encoded
+ * at once. With 100 subscribers of 10,000 VIPs this is the difference between one encode per
+ * reading and a hundred.
+ */
+function directorDefinitionWithSharedEncoding(): grpc.ServiceDefinition {
+  const def = { ...directorServiceDefinition() };
+  const watch = def.Watch as grpc.MethodDefinition<WatchRequestMsg, StatsSnapshotMsg>;
+  const encode = encodeStatsSnapshot;
+  const bodies = new WeakMap<object, Buffer>();
+  def.GetSnapshot = { ...def.GetSnapshot!, responseSerialize: encode };
+  def.Watch = {
+    ...watch,
+    responseSerialize(value: StatsSnapshotMsg): Buffer {
+      const body = (value as unknown as { [SHARED_BODY]?: StatsSnapshotMsg })[SHARED_BODY];
+      if (!body) return encode(value);
+      let bytes = bodies.get(body);
+      if (!bytes) { bytes = encode(body); bodies.set(body, bytes); }
+      const own = encode({
+        ...EMPTY_TAIL, sequence: value.sequence, dropped_snapshots: value.dropped_snapshots,
+      });
+      return Buffer.concat([bytes, own]);
+    },
+  };
+  return def;
+}
+
 export async function startGrpcServer(deps: GrpcServerDeps, opts: GrpcServerOptions = {}): Promise<RunningGrpcServer> {
   const addr: ListenAddress = parseListenAddress(opts.address ?? DEFAULT_GRPC_ADDRESS);
   const { creds, tls } = serverCredentials(opts);
@@ -124,7 +159,9 @@ export async function startGrpcServer(deps: GrpcServerDeps, opts: GrpcServerOpti
 
   const impl: grpc.UntypedServiceImplementation = {
     Watch(call: grpc.ServerWritableStream<WatchRequestMsg, StatsSnapshotMsg>) {
-      const sub = hub.subscribe({ intervalMs: call.request.interval_ms, vips: call.request.vips });
+      const sub = hub.subscribe({
+        intervalMs: call.request.interval_ms, vips: call.request.vips, changesOnly: call.request.changes_only,
+      });
       let waitingForDrain = false;
       let done = false;
       const pump = (): void => {
@@ -168,7 +205,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, opts: GrpcServerOpti
       }
     },
   };
-  server.addService(directorServiceDefinition(), impl);
+  server.addService(directorDefinitionWithSharedEncoding(), impl);
 
   const health = new HealthImplementation({ '': 'NOT_SERVING', [DIRECTOR_SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);

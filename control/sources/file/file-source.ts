@@ -26,7 +26,7 @@ export interface FileSourceOptions {
   onState: (state: DesiredState) => void;
   /** Called for each rejected edit (already logged). */
   onRejected?: (errors: ConfigError[]) => void;
-  /** Quiet time after the last file event before the file is read (default 150 ms). */
+  /** Quiet time after the last file event before the file is read (default 100 ms). */
   debounceMs?: number;
   /** Safety-net poll of the content hash (default 2000 ms; 0 = off). */
   pollMs?: number;
@@ -96,7 +96,7 @@ export class FileSource {
     this.schedule(0);
   }
 
-  private schedule(delayMs = this.opts.debounceMs ?? 150): void {
+  private schedule(delayMs = this.opts.debounceMs ?? 100): void {
     if (this.stopped) return;
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
     this.debounceTimer = setTimeout(() => {
@@ -125,6 +125,12 @@ export class FileSource {
     this.seenHash = h;
     if (h === this.goodHash) {
       this.log.info({ path: this.path }, 'config is back to the state already applied');
+      return;
+    }
+    if (text.trim() === '') {
+      // Almost always a writer between truncate and write (`>` in a shell, writeFile): the next
+      // event brings the content. Rejected like any invalid edit, but not worth an error.
+      this.log.warn({ path: this.path }, 'config file is empty (a write in progress?); keeping the last good state');
       return;
     }
     const result = parseConfig(text, this.path);

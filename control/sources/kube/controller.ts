@@ -15,11 +15,12 @@ import type { KubeConfig, V1ConfigMap, V1EndpointSlice, V1Node, V1Service, V1Loa
 import { logger, type Logger } from '../../log.js';
 import { addressValue, planAllocations, validatePools, type AllocationPlan, type Pool, type RejectedPool } from '../../model/ipam.js';
 import {
-  desiredFromCluster, isOurService, objectKey, serviceClaim, serviceRef,
+  isOurService, objectKey, serviceClaim, serviceRef,
   type IngressNginxOptions, type KubeDesiredOptions, type ObjectRef, type SourceProblem,
 } from '../../model/kube-desired.js';
 import type { DesiredState } from '../../model/types.js';
 import { apiErrorCode, describeApiError, KubeApi, WATCHED } from './api-calls.js';
+import { DesiredCache } from './desired-cache.js';
 import { EventRecorder } from './event-recorder.js';
 import { LeaseElection } from './lease-election.js';
 import { DEFAULT_BACKOFF, WatchedCollection, type Backoff } from './watched-collection.js';
@@ -108,7 +109,9 @@ export class KubeController {
   private rejectedPools: RejectedPool[] = [];
   private reported = new Set<string>();
   private lastState: DesiredState | null = null;
-  private lastStateJson = '';
+  private readonly desiredCache: DesiredCache;
+  /** Services, IPPools or leadership changed since the last plan: plan addresses again. */
+  private allocationDirty = true;
   private resyncTimer?: NodeJS.Timeout;
   private syncedResolve!: () => void;
   private readonly synced = new Promise<void>((r) => { this.syncedResolve = r; });
@@ -119,7 +122,20 @@ export class KubeController {
     this.log = log;
     this.api = new KubeApi(config);
     this.events = new EventRecorder(this.api, opts.identity, log);
-    const changed = (): void => this.queue.add(SYNC);
+    this.desiredCache = new DesiredCache(opts);
+    const changed = (what: string, verb: string, obj?: unknown): void => {
+      switch (what) {
+        case 'services':
+          this.allocationDirty = true;
+          if (obj) this.desiredCache.serviceChanged(obj as V1Service);
+          break;
+        case 'ippools': this.allocationDirty = true; break;
+        case 'endpointslices': if (obj) this.desiredCache.sliceChanged(obj as V1EndpointSlice, verb === 'delete'); break;
+        case 'nodes': this.desiredCache.nodesChanged(); break;
+        case 'configmaps': this.desiredCache.configMapsChanged(); break;
+      }
+      this.queue.add(SYNC);
+    };
     const make = <T extends { metadata?: object }>(name: string, path: string, list: () => Promise<{ items: T[] }>) =>
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
       new WatchedCollection<any>(name, config, path, list as any, changed, log, opts.backoff) as WatchedCollection<T & any>;
@@ -129,7 +145,7 @@ export class KubeController {
     this.ipPools = make('ippools', WATCHED.ipPools.path(), () => this.api.listIPPools());
     const ing = opts.ingressNginx;
     if (ing) this.configMaps = make('configmaps', WATCHED.configMaps.path(ing.namespace), () => this.api.listConfigMaps(ing.namespace));
-    this.collections = [this.services, this.endpointSlices, this.nodes, this.ipPools, ...(this.configMaps ? [this.configMaps] : [])] as WatchedCollection<never>[];
+    this.collections = [this.services, this.endpointSlices, this.nodes, this.ipPools, ...(this.configMaps ? [this.configMaps] : [])] as unknown as WatchedCollection<never>[];
     this.queue = new WorkQueue<string>(
       (key) => this.process(key),
       (key, err, retryInMs) => log.warn({ key, err: describeApiError(err), retryInMs }, 'kube work item failed; retrying'),
@@ -138,7 +154,7 @@ export class KubeController {
     this.election = new LeaseElection(this.api, {
       namespace: opts.leaseNamespace, name: opts.leaseName, identity: opts.identity,
       leaseDurationS: opts.leaseDurationS, retryMs: opts.leaseRetryMs,
-      onChange: () => this.queue.add(SYNC),
+      onChange: () => { this.allocationDirty = true; this.queue.add(SYNC); },
     }, log);
   }
 
@@ -146,7 +162,7 @@ export class KubeController {
     for (const c of this.collections) c.start();
     this.election.start();
     const resync = (): void => {
-      this.queue.add(SYNC);
+      this.resync();
       this.resyncTimer = setTimeout(resync, this.opts.resyncMs);
     };
     this.resyncTimer = setTimeout(resync, this.opts.resyncMs);
@@ -193,6 +209,7 @@ export class KubeController {
 
   /** Forces a full pass (tests, SIGHUP). */
   resync(): void {
+    this.allocationDirty = true;
     this.queue.add(SYNC);
   }
 
@@ -249,43 +266,47 @@ export class KubeController {
     if (!this.collections.every((c) => c.synced)) return;
     this.stats.syncs++;
     const leader = this.election.isLeader();
-    const services = this.serviceList();
     const poolObjects = this.ipPools.list();
-    ({ pools: this.pools, rejected: this.rejectedPools } = validatePools(poolObjects.map((p) => ({ name: p.metadata.name, spec: p.spec }))));
-    const ours = services.filter((s) => isOurService(s, this.opts));
-    this.plan = planAllocations(this.pools, ours.map(serviceClaim));
-
-    if (leader) {
-      for (const svc of services) {
-        const current = svc.status?.loadBalancer?.ingress ?? [];
-        if (!ingressEqual(this.wantedIngress(svc), current)) this.queue.add(`svc:${objectKey(svc)}`);
-      }
-      for (const p of poolObjects) {
-        const want = this.poolCondition(p.metadata.name);
-        const have = p.status?.conditions?.find((c) => c.type === 'Ready');
-        if (!have || have.status !== want.status || have.reason !== want.reason || have.message !== want.message) {
-          this.queue.add(`pool:${p.metadata.name}`);
+    if (this.allocationDirty) {
+      // Only Services, IPPools and leadership decide addresses: an EndpointSlice burst skips this.
+      this.allocationDirty = false;
+      const services = this.serviceList();
+      ({ pools: this.pools, rejected: this.rejectedPools } = validatePools(poolObjects.map((p) => ({ name: p.metadata.name, spec: p.spec }))));
+      this.plan = planAllocations(this.pools, services.filter((s) => isOurService(s, this.opts)).map(serviceClaim));
+      if (leader) {
+        for (const svc of services) {
+          const current = svc.status?.loadBalancer?.ingress ?? [];
+          if (!ingressEqual(this.wantedIngress(svc), current)) this.queue.add(`svc:${objectKey(svc)}`);
+        }
+        for (const p of poolObjects) {
+          const want = this.poolCondition(p.metadata.name);
+          const have = p.status?.conditions?.find((c) => c.type === 'Ready');
+          if (!have || have.status !== want.status || have.reason !== want.reason || have.message !== want.message) {
+            this.queue.add(`pool:${p.metadata.name}`);
+          }
         }
       }
     }
 
-    const desired = desiredFromCluster({
-      services, endpointSlices: this.endpointSlices.list(), nodes: this.nodes.list(), configMaps: this.configMaps?.list() ?? [],
-    }, this.opts);
+    const { desired, changed } = this.desiredCache.compute({
+      service: (key) => { const [ns, name] = key.split('/') as [string, string]; return this.services.get(name, ns); },
+      services: () => this.services.list(),
+      nodes: () => this.nodes.list(),
+      configMaps: () => this.configMaps?.list() ?? [],
+    });
 
-    const problems: SourceProblem[] = [
-      ...this.rejectedPools.map((r) => ({ object: { kind: 'IPPool', name: r.name, uid: poolObjects.find((p) => p.metadata.name === r.name)?.metadata.uid }, reason: `InvalidIPPool`, message: r.message })),
-      ...this.plan.problems.map((p) => {
-        const svc = ours.find((s) => objectKey(s) === p.key);
-        return { object: svc ? serviceRef(svc) : { kind: 'Service', name: p.key }, reason: p.reason, message: p.message };
-      }),
-      ...desired.problems,
-    ];
-    if (leader) this.report(problems);
+    if (leader) {
+      this.report([
+        ...this.rejectedPools.map((r) => ({ object: { kind: 'IPPool', name: r.name, uid: poolObjects.find((p) => p.metadata.name === r.name)?.metadata.uid }, reason: 'InvalidIPPool', message: r.message })),
+        ...this.plan.problems.map((p) => {
+          const svc = this.serviceByKey(p.key);
+          return { object: svc ? serviceRef(svc) : { kind: 'Service', name: p.key }, reason: p.reason, message: p.message };
+        }),
+        ...desired.problems,
+      ]);
+    }
 
-    const json = JSON.stringify(desired.state);
-    if (json !== this.lastStateJson) {
-      this.lastStateJson = json;
+    if (changed || !this.lastState) {
       this.lastState = desired.state;
       this.stats.emits++;
       for (const l of this.listeners) {
@@ -334,6 +355,7 @@ export class KubeController {
       } catch (e) {
         if (apiErrorCode(e) !== 404) throw e;
       }
+      this.allocationDirty = true;
       this.queue.add(SYNC);
     }
   }
@@ -355,7 +377,14 @@ export class KubeController {
         conditions: [...(pool.status?.conditions ?? []).filter((c) => c.type !== 'Ready'), { ...want, lastTransitionTime }],
       },
     };
-    await this.api.updateIPPoolStatus(body); // 409 -> thrown -> rate-limited retry from a fresher cache
+    try {
+      await this.api.updateIPPoolStatus(body);
+    } catch (err) {
+      // 409: our cache was behind (often our own previous write); the watch event that brings the
+      // newer version triggers another pass, which writes again only if still needed.
+      if (apiErrorCode(err) !== 409) throw err;
+      this.log.debug({ pool: name }, 'IPPool status write conflicted; waiting for the newer version');
+    }
   }
 }
 

@@ -33,16 +33,16 @@ export class WatchedCollection<T extends KubernetesObject> {
     config: KubeConfig,
     path: string,
     list: () => Promise<KubernetesListObject<T>>,
-    private readonly onChange: (what: string) => void,
+    /** Called per object event (`obj` set) and once after each successful (re)start (`obj` absent). */
+    private readonly onChange: (what: string, verb: 'add' | 'update' | 'delete' | 'synced', obj?: T) => void,
     private readonly log: Logger,
     private readonly backoff: Backoff = DEFAULT_BACKOFF,
   ) {
     this.delayMs = backoff.minMs;
     this.informer = makeInformer<T>(config, path, list);
-    const changed = (): void => this.onChange(this.name);
-    this.informer.on('add', changed);
-    this.informer.on('update', changed);
-    this.informer.on('delete', changed);
+    this.informer.on('add', (o) => this.onChange(this.name, 'add', o));
+    this.informer.on('update', (o) => this.onChange(this.name, 'update', o));
+    this.informer.on('delete', (o) => this.onChange(this.name, 'delete', o));
     this.informer.on('error', (err) => this.failed(err));
   }
 
@@ -81,7 +81,7 @@ export class WatchedCollection<T extends KubernetesObject> {
     if (!this.synced) this.log.debug({ informer: this.name }, 'informer synced');
     this.synced = true;
     this.delayMs = this.backoff.minMs;
-    this.onChange(this.name);
+    this.onChange(this.name, 'synced');
   }
 
   private failed(err: unknown): void {

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // Traffic client run inside a client namespace (by test/lib/traffic.ts). Every mode is bounded.
 //   http-burst HOST PORT COUNT CONCURRENCY   COUNT requests, each on a new TCP connection
-//   udp-burst  HOST PORT COUNT CONCURRENCY   COUNT datagrams, each from a new socket (a new flow)
+//   udp-burst  HOST PORT COUNT CONCURRENCY [SPORT_BASE]
+//              COUNT datagrams, each from a new socket (a new flow); with SPORT_BASE the sockets bind
+//              source ports SPORT_BASE.. (so no datagram reuses a 5-tuple an earlier burst left in
+//              the director's connection table), else ephemeral ports
 //   hold       HOST PORT CONNS INTERVAL_MS MAX_S
 //              CONNS long-lived keep-alive connections, one request each every INTERVAL_MS; prints
 //              {"event":"ready"} once all have answered; on a stdin line `report` prints the state,
@@ -51,6 +54,8 @@ function httpOnce() {
   });
 }
 
+const sportBase = mode === 'udp-burst' && c ? Number(c) : 0;
+
 function udpOnce(seq) {
   return new Promise((resolve) => {
     const sock = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
@@ -70,7 +75,7 @@ function udpOnce(seq) {
       finish([msg.toString().split(' ')[0], null]);
     });
     sock.on('error', (e) => finish([null, e]));
-    sock.bind(0, () => send());
+    sock.bind(sportBase ? sportBase + seq : 0, () => send());
   });
 }
 
