@@ -9,7 +9,7 @@ BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I bpf -I /us
 BPF_OBJ := bpf/director.bpf.o
 BPF_SRC := $(wildcard bpf/*.c bpf/*.h)
 
-.PHONY: all deps apt npm build bpf ts test test-ipvs bench bench-e2e bench-stats bench-xdp bench-maglev demo clean bpffs
+.PHONY: all deps apt npm build bpf ts test test-ipvs bench bench-e2e bench-stats bench-xdp bench-maglev bench-control demo clean bpffs
 
 all: build
 
@@ -52,7 +52,7 @@ test: deps build
 test-ipvs: deps build
 	node test/run.mjs ipvs-guest
 
-bench: bench-e2e bench-stats bench-xdp bench-maglev
+bench: bench-e2e bench-stats bench-xdp bench-maglev bench-control
 
 bench-e2e: deps build
 	node --import tsx bench/e2e.ts
@@ -67,6 +67,10 @@ bench-xdp: deps build
 # Maglev ring build time and disruption against modulo hashing.
 bench-maglev: npm
 	node --import tsx bench/maglev.ts
+
+# Kubernetes control plane at 1,000 and 10,000 Services against the API server fixture.
+bench-control: deps build
+	node --import tsx bench/control.ts
 
 demo: deps build
 	node --import tsx test/demo/demo.ts

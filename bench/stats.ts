@@ -10,7 +10,8 @@
  * measured in the same run.
  *
  * Writes bench/results/stats.json; last line: `100 subscribers / 0 subscribers CPU: R` (target R < 1.5).
- * Usage: node --import tsx bench/stats.ts   (root; `make bpf` first). Env: BENCH_WINDOW_S (default 10).
+ * Usage: node --import tsx bench/stats.ts   (root; `make bpf` first).
+ * Env: BENCH_WINDOW_S (seconds per case, default 8), BENCH_BPF_OBJECT (another build of the program).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -40,7 +41,7 @@ if (process.getuid?.() !== 0) {
   console.error('bench/stats.ts needs root (it loads BPF maps)');
   process.exit(2);
 }
-if (!existsSync(join(ROOT, 'bpf/director.bpf.o'))) {
+if (!existsSync(process.env.BENCH_BPF_OBJECT || join(ROOT, 'bpf/director.bpf.o'))) {
   console.error('bpf/director.bpf.o is missing; run `make bpf` first');
   process.exit(2);
 }

@@ -27,7 +27,8 @@
  *   (without ACK) on a CLOSING entry is a new connection reusing the port and picks again.
  * - Timestamps: last_seen_ns is rewritten at most once a second, not on every packet, to keep
  *   the shared flow entry's cache line clean. The age is computed signed, because another CPU
- *   may have stamped the entry slightly after this CPU read the clock.
+ *   may have stamped the entry slightly after this CPU read the clock. The clock is the coarse
+ *   (per-tick) monotonic one, which is all a one-second resolution needs (xdir_now in flow.h).
  * - MAC learning: the control plane fills backend MACs (XDIR_BACKEND_F_MAC_VALID). Without
  *   one, the program asks bpf_fib_lookup() for the on-link neighbour (the kernel answers only
  *   when forwarding is enabled on the interface). If that fails too, the packet is dropped and
@@ -113,7 +114,7 @@ static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_pac
 		closing = pkt->tcp_flags & (XDIR_TCP_FIN | XDIR_TCP_RST);
 		syn = (pkt->tcp_flags & (XDIR_TCP_SYN | XDIR_TCP_ACK)) == XDIR_TCP_SYN;
 	}
-	now = bpf_ktime_get_ns();
+	now = xdir_now();
 
 	state = bpf_map_lookup_elem(&flows, &pkt->flow);
 	if (state && !xdir_flow_expired(state, now) && !(syn && (state->flags & XDIR_FLOW_F_CLOSING))) {
@@ -165,7 +166,7 @@ static __always_inline int xdir_forward_icmp(struct xdp_md *ctx, struct xdir_pac
 	target->vip_id = vip->vip_id;
 
 	state = bpf_map_lookup_elem(&flows, &pkt->flow);
-	if (state && !xdir_flow_expired(state, bpf_ktime_get_ns())) {
+	if (state && !xdir_flow_expired(state, xdir_now())) {
 		target->backend_id = state->backend_id;
 		xdir_rewrite_macs(ctx, state->backend_mac);
 		return XDIR_R_ICMP_FORWARDED;

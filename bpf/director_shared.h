@@ -64,7 +64,7 @@ struct flow_key {
 /* Where an established flow goes. The MAC is kept here, not looked up through backend_id,
  * so a flow keeps its real server even after that backend is removed and its id reused. */
 struct flow_state {
-	__u64 last_seen_ns;  /* bpf_ktime_get_ns() of the last packet, refreshed at most once a second */
+	__u64 last_seen_ns;  /* CLOCK_MONOTONIC ns (coarse clock) of the last packet, refreshed at most once a second */
 	__u32 backend_id;    /* for counters only */
 	__u8 backend_mac[6];
 	__u8 flags;          /* XDIR_FLOW_F_* */

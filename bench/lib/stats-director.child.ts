@@ -26,7 +26,7 @@ for (let i = 0; i < vips; i++) {
 const desired: DesiredState = { services };
 
 const dataplane = new XdpDataplane({
-  interface: 'lo', attach: false, pinRoot, ringSize: Number(ringText),
+  interface: 'lo', attach: false, pinRoot, objectPath: process.env.BENCH_BPF_OBJECT || undefined, ringSize: Number(ringText),
   maxVips: vips, maxBackends: vips * perVip, flowTableSize: 4096, macRefreshMs: 0,
 });
 const t0 = performance.now();

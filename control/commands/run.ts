@@ -164,10 +164,12 @@ export async function main(argv: string[]): Promise<number> {
   const source = new FileSource({ path: opts.config, onState: (s) => reconciler.submit(s) });
   const onHup = () => source.reload();
   let extras: Stoppable[] = [];
+  let dataplaneStarted = false;
   try {
     // The config first: a bad file fails before the data path is touched (a running one keeps its state).
     await source.start(ac.signal);
     await dataplane.start(ac.signal);
+    dataplaneStarted = true;
     reconciler.start(ac.signal);
     await Promise.race([reconciler.idle(), stopped]);
     extras = await startObservability({ opts, dataplane, log });
@@ -175,7 +177,7 @@ export async function main(argv: string[]): Promise<number> {
     log.error({ err: err instanceof Error ? err.message : String(err) }, 'director failed to start');
     await source.stop();
     await reconciler.stop();
-    await dataplane.stop({ detach: false }).catch(() => undefined);
+    if (dataplaneStarted) await dataplane.stop({ detach: false }).catch(() => undefined);
     console.error(`xdir run: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   }

@@ -3,7 +3,7 @@
  * the benchmark run it: a real child process, its JSON log lines collected for assertions.
  */
 import type { ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as readline from 'node:readline';
@@ -78,7 +78,11 @@ export class DirectorProcess {
   }
 }
 
-/** Writes a config file for the topology's VIPs: one TCP/80 and one UDP/53 service per family. */
+/**
+ * Writes a config file for the topology's VIPs: one TCP/80 and one UDP/53 service per family.
+ * Written the way editors and config tools do it (a temporary file renamed over the old one), so
+ * the director never reads a half-written file.
+ */
 export function writeConfig(path: string, t: Topology, backends: { server: string; weight?: number }[], opts: { families?: (4 | 6)[] } = {}): void {
   const families = opts.families ?? [4, 6];
   const lines = ['services:'];
@@ -92,7 +96,9 @@ export function writeConfig(path: string, t: Topology, backends: { server: strin
       }
     }
   }
-  writeFileSync(path, `${lines.join('\n')}\n`);
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${lines.join('\n')}\n`);
+  renameSync(tmp, path);
 }
 
 export type { DirectorPeerSetup };

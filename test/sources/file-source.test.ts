@@ -176,6 +176,17 @@ test('a burst of writes is debounced and ends at the last content; rewriting the
   });
 });
 
+test('a file caught half-written in place is judged by its final content, not reported', async () => {
+  await withSource(async ({ path, states, rejected }) => {
+    const full = configWith(['198.18.0.31', '198.18.0.32']);
+    writeFileSync(path, full.slice(0, full.indexOf('port:') + 3)); // cut mid-key: invalid on its own
+    await sleep(10);
+    writeFileSync(path, full);
+    await waitFor('the complete edit', () => backendsOf(states.at(-1)).includes('198.18.0.32'));
+    assert.is(rejected.length, 0, 'the half-written moment is not reported as an invalid edit');
+  });
+});
+
 test('start fails on an invalid file with every problem listed', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'xdir-file-source-'));
   const path = join(dir, 'bad.yaml');

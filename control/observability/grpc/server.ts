@@ -23,6 +23,9 @@ import { DEFAULT_GRPC_ADDRESS, checkExposure, parseListenAddress, type ListenAdd
 
 const log = logger('grpc');
 
+/** Snapshots per Watch stream inside grpc-js / HTTP/2 at once (see Watch). */
+const MAX_IN_FLIGHT = 2;
+
 export interface GrpcServerOptions {
   /** `unix:/path`, `HOST:PORT`, `[IPv6]:PORT`. Default unix:/run/xdir/xdir.sock. Port 0 = any free port. */
   address?: string;
@@ -162,16 +165,18 @@ export async function startGrpcServer(deps: GrpcServerDeps, opts: GrpcServerOpti
       const sub = hub.subscribe({
         intervalMs: call.request.interval_ms, vips: call.request.vips, changesOnly: call.request.changes_only,
       });
-      let waitingForDrain = false;
+      // Snapshots handed to grpc-js but not yet written to the connection. grpc-js would buffer up
+      // to 16 messages per stream (objectMode highWaterMark), which is 16 x 5 MB at 10,000 VIPs;
+      // keeping at most MAX_IN_FLIGHT there leaves the rest to the hub's bounded, drop-oldest queue.
+      let inFlight = 0;
       let done = false;
+      const written = (): void => { inFlight -= 1; pump(); };
       const pump = (): void => {
-        while (!waitingForDrain && !done) {
+        while (!done && inFlight < MAX_IN_FLIGHT) {
           const snap = sub.take();
           if (!snap) return;
-          if (!call.write(snap)) {
-            waitingForDrain = true;
-            call.once('drain', () => { waitingForDrain = false; pump(); });
-          }
+          inFlight += 1;
+          call.write(snap, written);
         }
       };
       sub.onReady = pump;

@@ -106,11 +106,9 @@ export class FileSource {
     }, delayMs);
   }
 
-  private async check(): Promise<void> {
-    if (this.stopped) return;
-    let text: string;
+  private async read(): Promise<string | null> {
     try {
-      text = await readFile(this.path, 'utf8');
+      return await readFile(this.path, 'utf8');
     } catch (err) {
       // Between an editor's unlink and rename the file briefly does not exist: wait for the next event.
       const code = (err as NodeJS.ErrnoException).code;
@@ -118,10 +116,28 @@ export class FileSource {
         this.seenHash = `missing:${code}`;
         this.log.warn({ path: this.path, code }, 'config file unreadable; keeping the last good state');
       }
-      return;
+      return null;
     }
-    const h = hash(text);
+  }
+
+  private async check(): Promise<void> {
+    if (this.stopped) return;
+    let text = await this.read();
+    if (text === null) return;
+    let h = hash(text);
     if (h === this.seenHash) return;
+    let result = parseConfig(text, this.path);
+    // A writer that rewrites the file in place can be caught half-way (truncated, or part written).
+    // Before calling an edit invalid, look again after a quiet moment: if it changed, judge that.
+    for (let settle = 0; !result.ok && settle < 3 && !this.stopped; settle++) {
+      await new Promise((r) => setTimeout(r, this.opts.debounceMs ?? 100));
+      const again = await this.read();
+      if (again === null || again === text) break;
+      text = again;
+      h = hash(text);
+      result = parseConfig(text, this.path);
+    }
+    if (this.stopped || h === this.seenHash) return;
     this.seenHash = h;
     if (h === this.goodHash) {
       this.log.info({ path: this.path }, 'config is back to the state already applied');
@@ -133,7 +149,6 @@ export class FileSource {
       this.log.warn({ path: this.path }, 'config file is empty (a write in progress?); keeping the last good state');
       return;
     }
-    const result = parseConfig(text, this.path);
     if (!result.ok) {
       for (const line of formatConfigErrors(this.path, result.errors)) this.log.error(line);
       this.log.error({ path: this.path, errors: result.errors.length }, 'config edit rejected; the last good state keeps running');

@@ -128,6 +128,7 @@ export class KubeController {
         case 'services':
           this.allocationDirty = true;
           if (obj) this.desiredCache.serviceChanged(obj as V1Service);
+          if (obj && verb === 'delete') this.fresher.delete(objectKey(obj as V1Service));
           break;
         case 'ippools': this.allocationDirty = true; break;
         case 'endpointslices': if (obj) this.desiredCache.sliceChanged(obj as V1EndpointSlice, verb === 'delete'); break;
@@ -210,6 +211,7 @@ export class KubeController {
   /** Forces a full pass (tests, SIGHUP). */
   resync(): void {
     this.allocationDirty = true;
+    this.desiredCache.invalidate();
     this.queue.add(SYNC);
   }
 

@@ -79,6 +79,11 @@ export class DesiredCache {
     this.allDirty = true;
   }
 
+  /** Recompute everything on the next compute() (periodic resync: a guard against missed events). */
+  invalidate(): void {
+    this.allDirty = true;
+  }
+
   configMapsChanged(): void {
     this.ingressDirty = true;
   }
