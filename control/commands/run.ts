@@ -1,19 +1,25 @@
 /**
- * `xdir run`: the director process. Loads (or adopts) the data path on one interface, applies the
- * config file, watches it, and runs until SIGTERM/SIGINT.
+ * `xdir run`: the director process. Picks the data path (XDP, or IPVS as the fallback), feeds it
+ * from one source (a watched config file, or the Kubernetes API), exposes it over gRPC and
+ * Prometheus, and runs until SIGTERM/SIGINT.
  *
- *   source (FileSource) --submit--> Reconciler --apply--> Dataplane (XDP)
+ *   source (FileSource | KubeController) --submit--> Reconciler --apply--> Dataplane (XDP | IPVS)
+ *                                                                             \--> StatsHub --> gRPC, /metrics
  *
  * On SIGTERM/SIGINT it stops the source and the reconciler and leaves the program attached and the
  * maps pinned (a restarted director adopts them, so established flows survive the restart), unless
  * --detach-on-exit. SIGHUP re-reads the config file.
- *
- * Modules that log are imported only after the flags are parsed, because the log format is fixed
- * when control/log.ts is first loaded.
  */
 import { parseArgs } from 'node:util';
 import type { Dataplane } from '../dataplane/dataplane.js';
-import type { Logger } from '../log.js';
+import { DATAPLANE_CHOICES, type DataplaneChoice } from '../dataplane/select.js';
+import type { XdpDataplaneOptions } from '../dataplane/xdp/xdp-dataplane.js';
+import { logger, setLogFormat, type Logger } from '../log.js';
+import type { DesiredState } from '../model/types.js';
+import {
+  OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, observabilityOptionsFromFlags, type ObservabilityOptions,
+} from '../observability/index.js';
+import { KUBE_FLAGS, type KubeSourceOptions } from '../sources/kube/index.js';
 
 interface FlagSpec {
   type: 'string' | 'boolean';
@@ -22,32 +28,44 @@ interface FlagSpec {
   help: string;
 }
 
-/** Every flag of `xdir run`, with its default; parseArgs options and --help both come from here. */
+/** The director's own flags, with their defaults; parseArgs options and --help both come from here. */
 export const RUN_FLAGS = {
-  config: { type: 'string', value: 'FILE', help: 'YAML file of virtual services, watched for edits (required)' },
-  interface: { type: 'string', value: 'IF', help: 'interface the XDP program is attached to and forwards on (required)' },
+  config: { type: 'string', value: 'FILE', help: 'YAML file of virtual services, watched for edits (file mode)' },
+  interface: { type: 'string', value: 'IF', help: 'interface the XDP program is attached to and forwards on (required for xdp and auto)' },
+  dataplane: { type: 'string', value: 'auto|xdp|ipvs', default: 'auto', help: 'data path; auto = XDP, falling back to IPVS when XDP cannot load or attach' },
   'xdp-mode': { type: 'string', value: 'native|generic|auto', default: 'auto', help: 'XDP attach mode; auto = native, falling back to generic' },
   'pin-root': { type: 'string', value: 'DIR', default: '/sys/fs/bpf/xdir/<interface>', help: 'bpffs directory of the pinned maps' },
   'ring-size': { type: 'string', value: 'N', default: '65537', help: 'Maglev ring slots per VIP (a prime)' },
   'max-vips': { type: 'string', value: 'N', default: '1024', help: 'capacity of the VIP table' },
   'max-backends': { type: 'string', value: 'N', default: '4096', help: 'capacity of the backend table' },
   'flow-table-size': { type: 'string', value: 'N', default: '1048576', help: 'connection-table entries (LRU)' },
-  'detach-on-exit': { type: 'boolean', default: 'false', help: 'detach the program on exit instead of leaving it forwarding' },
+  'flow-idle-timeout': { type: 'string', value: 'S', default: '300', help: 'seconds an idle flow keeps its backend' },
+  'ipvs-state-file': { type: 'string', value: 'FILE', default: '/run/xdir/ipvs-services.json', help: 'IPVS data path: the list of services this director owns' },
+  'detach-on-exit': { type: 'boolean', default: 'false', help: 'detach the program (or delete owned IPVS services) on exit instead of leaving it forwarding' },
   'log-format': { type: 'string', value: 'json|pretty', default: 'json', help: 'log lines as JSON or for people' },
   help: { type: 'boolean', help: 'print this help' },
 } as const satisfies Record<string, FlagSpec>;
 
+export type SourceChoice =
+  | { kind: 'file'; path: string }
+  | { kind: 'kube'; options: Omit<KubeSourceOptions, 'kubeConfig' | 'signal' | 'log'> };
+
 export interface RunOptions {
-  config: string;
-  interface: string;
+  source: SourceChoice;
+  dataplane: DataplaneChoice;
+  /** Absent only with --dataplane ipvs. */
+  interface?: string;
   xdpMode: 'native' | 'generic' | 'auto';
   pinRoot?: string;
   ringSize: number;
   maxVips: number;
   maxBackends: number;
   flowTableSize: number;
+  flowIdleTimeoutS: number;
+  ipvsStateFile: string;
   detachOnExit: boolean;
   logFormat: 'json' | 'pretty';
+  observability: Pick<ObservabilityOptions, 'grpc' | 'metrics' | 'stats'>;
 }
 
 export class UsageError extends Error {}
@@ -58,8 +76,10 @@ export function runHelp(): string {
     const dflt = 'default' in f && f.default !== undefined ? ` (default ${f.default})` : '';
     return `${left.padEnd(40)} ${f.help}${dflt}`;
   });
-  return `usage: xdir run --config FILE --interface IF [flags]\n\nflags:\n${rows.join('\n')}\n\n` +
-    'signals: SIGTERM/SIGINT stop (XDP stays attached unless --detach-on-exit), SIGHUP re-reads the config';
+  const kube = KUBE_FLAGS.map((f) => `${`  ${f.flag}${f.value ? ` ${f.value}` : ''}`.padEnd(40)} ${f.help}`);
+  return 'usage: xdir run (--config FILE | --kubeconfig PATH | --in-cluster) [--interface IF] [flags]\n\n' +
+    `director:\n${rows.join('\n')}\n\nkubernetes source:\n${kube.join('\n')}\n\n${OBSERVABILITY_USAGE}\n\n` +
+    'signals: SIGTERM/SIGINT stop (XDP stays attached unless --detach-on-exit), SIGHUP re-reads the config file';
 }
 
 function positiveInt(name: string, text: string): number {
@@ -68,50 +88,102 @@ function positiveInt(name: string, text: string): number {
   return n;
 }
 
+/** parseArgs options of every flag: the director's, the Kubernetes source's and observability's. */
+function parseOptions(): Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> {
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {};
+  for (const [k, f] of Object.entries(RUN_FLAGS)) options[k] = { type: f.type };
+  for (const [k, f] of Object.entries(OBSERVABILITY_FLAGS)) options[k] = { type: f.type };
+  for (const f of KUBE_FLAGS) {
+    options[f.flag.slice(2)] = f.value ? { type: 'string', multiple: f.flag === '--ingress-nginx-vip' } : { type: 'boolean' };
+  }
+  return options;
+}
+
+/** The Kubernetes source's options from its flags; null when no Kubernetes flag selects it. */
+function kubeOptions(values: Record<string, unknown>): SourceChoice | null {
+  if (values.kubeconfig === undefined && values['in-cluster'] !== true) return null;
+  const options: Record<string, unknown> = {};
+  const ingress: Record<string, unknown> = {};
+  for (const f of KUBE_FLAGS) {
+    const v = values[f.flag.slice(2)];
+    if (v === undefined || f.flag === '--in-cluster') continue;
+    const [head, sub] = f.option.split('.') as [string, string | undefined];
+    if (sub) ingress[sub] = v;
+    else options[head] = v;
+  }
+  if (options.nodeAddressType !== undefined && options.nodeAddressType !== 'InternalIP' && options.nodeAddressType !== 'ExternalIP') {
+    throw new UsageError(`--node-address-type ${JSON.stringify(options.nodeAddressType)} is not InternalIP or ExternalIP`);
+  }
+  if (Object.keys(ingress).length > 0) {
+    if (!ingress.vips) throw new UsageError('the --ingress-nginx-* flags need --ingress-nginx-vip IP (the VIP that fronts the nginx nodes)');
+    options.ingressNginx = ingress;
+  }
+  return { kind: 'kube', options: options as SourceChoice extends { kind: 'kube'; options: infer O } ? O : never };
+}
+
 /** Parses `xdir run` flags; returns null for --help. Throws UsageError with the fix on bad input. */
 export function parseRunArgs(argv: string[]): RunOptions | null {
-  const options = Object.fromEntries(Object.entries(RUN_FLAGS).map(([k, f]) => [k, { type: f.type }]));
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, unknown>;
   try {
-    ({ values } = parseArgs({ args: argv, options: options as never, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: argv, options: parseOptions() as never, strict: true, allowPositionals: false }));
   } catch (err) {
     throw new UsageError(`${(err as Error).message}; see 'xdir run --help'`);
   }
   if (values.help) return null;
-  const str = (k: keyof typeof RUN_FLAGS): string | undefined => values[k] as string | undefined;
+  const str = (k: string): string | undefined => values[k] as string | undefined;
+
+  const kube = kubeOptions(values);
   const config = str('config');
+  if (config && kube) throw new UsageError('give either --config FILE or a Kubernetes source (--kubeconfig/--in-cluster), not both');
+  if (!config && !kube) {
+    throw new UsageError('a source is required: --config FILE (the YAML file of virtual services) or --kubeconfig PATH / --in-cluster');
+  }
+  const dataplane = (str('dataplane') ?? RUN_FLAGS.dataplane.default) as DataplaneChoice;
+  if (!DATAPLANE_CHOICES.includes(dataplane)) {
+    throw new UsageError(`--dataplane ${JSON.stringify(dataplane)} is not ${DATAPLANE_CHOICES.join(', ')}`);
+  }
   const ifname = str('interface');
-  if (!config) throw new UsageError('--config FILE is required (the YAML file of virtual services)');
-  if (!ifname) throw new UsageError('--interface IF is required (the interface facing clients and real servers)');
+  if (!ifname && dataplane !== 'ipvs') {
+    throw new UsageError('--interface IF is required (the interface facing clients and real servers); only --dataplane ipvs can do without');
+  }
   const xdpMode = str('xdp-mode') ?? 'auto';
   if (xdpMode !== 'native' && xdpMode !== 'generic' && xdpMode !== 'auto') {
     throw new UsageError(`--xdp-mode ${JSON.stringify(xdpMode)} is not native, generic or auto`);
   }
   const logFormat = str('log-format') ?? 'json';
   if (logFormat !== 'json' && logFormat !== 'pretty') throw new UsageError(`--log-format ${JSON.stringify(logFormat)} is not json or pretty`);
+  let observability: RunOptions['observability'];
+  try {
+    observability = observabilityOptionsFromFlags(values as never);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const pinRoot = str('pin-root');
+  const num = (k: keyof typeof RUN_FLAGS & string): number =>
+    positiveInt(k, str(k) ?? (RUN_FLAGS[k] as FlagSpec).default!);
   return {
-    config, interface: ifname, xdpMode,
+    source: config ? { kind: 'file', path: config } : kube!,
+    dataplane,
+    ...(ifname ? { interface: ifname } : {}),
+    xdpMode,
     ...(pinRoot ? { pinRoot } : {}),
-    ringSize: positiveInt('ring-size', str('ring-size') ?? RUN_FLAGS['ring-size'].default),
-    maxVips: positiveInt('max-vips', str('max-vips') ?? RUN_FLAGS['max-vips'].default),
-    maxBackends: positiveInt('max-backends', str('max-backends') ?? RUN_FLAGS['max-backends'].default),
-    flowTableSize: positiveInt('flow-table-size', str('flow-table-size') ?? RUN_FLAGS['flow-table-size'].default),
+    ringSize: num('ring-size'),
+    maxVips: num('max-vips'),
+    maxBackends: num('max-backends'),
+    flowTableSize: num('flow-table-size'),
+    flowIdleTimeoutS: num('flow-idle-timeout'),
+    ipvsStateFile: str('ipvs-state-file') ?? RUN_FLAGS['ipvs-state-file'].default,
     detachOnExit: values['detach-on-exit'] === true,
     logFormat,
+    observability,
   };
 }
 
-/**
- * INTEGRATION POINT (data path): builds the data path from the options. The lead adds
- * `--dataplane auto|xdp|ipvs` here (IPVS fallback); everything else only sees `Dataplane`.
- */
-export async function createDataplane(opts: RunOptions): Promise<Dataplane> {
-  const [{ XdpDataplane }, { NetlinkNeighbourResolver }] = await Promise.all([
-    import('../dataplane/xdp/xdp-dataplane.js'),
-    import('../dataplane/xdp/neighbours-netlink.js'),
-  ]);
-  return new XdpDataplane({
+/** The XDP data path's settings from the run options (also used by test drivers that run the director their own way). */
+export async function xdpDataplaneOptions(opts: Pick<RunOptions, 'xdpMode' | 'pinRoot' | 'ringSize' | 'maxVips' | 'maxBackends' | 'flowTableSize'>
+  & { interface: string; flowIdleTimeoutS?: number }): Promise<XdpDataplaneOptions> {
+  const { NetlinkNeighbourResolver } = await import('../dataplane/xdp/neighbours-netlink.js');
+  return {
     interface: opts.interface,
     xdpMode: opts.xdpMode,
     ...(opts.pinRoot ? { pinRoot: opts.pinRoot } : {}),
@@ -119,21 +191,38 @@ export async function createDataplane(opts: RunOptions): Promise<Dataplane> {
     maxVips: opts.maxVips,
     maxBackends: opts.maxBackends,
     flowTableSize: opts.flowTableSize,
+    ...(opts.flowIdleTimeoutS ? { flowIdleTimeoutS: opts.flowIdleTimeoutS } : {}),
     neighbours: new NetlinkNeighbourResolver(),
-  });
+  };
 }
 
-/** Something running beside the director that must be stopped with it. */
-export interface Stoppable {
+/** A running source of desired states. */
+interface RunningSource {
+  /** Re-read the source now (SIGHUP); a no-op where it means nothing. */
+  reload(): void;
   stop(): Promise<void>;
 }
 
 /**
- * INTEGRATION POINT (observability): starts what exposes the running director (gRPC
- * `--grpc-listen`, Prometheus `--metrics-listen`). The lead wires these; none yet.
+ * Starts the source; resolves once its first desired state was handed to `submit` (file: the
+ * file parsed and validated; Kubernetes: every informer synced). A bad config file rejects here,
+ * before the data path is touched.
  */
-export async function startObservability(_ctx: { opts: RunOptions; dataplane: Dataplane; log: Logger }): Promise<Stoppable[]> {
-  return [];
+async function startSource(choice: SourceChoice, submit: (s: DesiredState) => void, signal: AbortSignal): Promise<RunningSource> {
+  if (choice.kind === 'file') {
+    const { FileSource } = await import('../sources/file/file-source.js');
+    const source = new FileSource({ path: choice.path, onState: submit });
+    await source.start(signal);
+    return { reload: () => source.reload(), stop: () => source.stop() };
+  }
+  const { startKubeSource } = await import('../sources/kube/index.js');
+  const controller = startKubeSource({ ...choice.options, signal });
+  controller.onState(submit);
+  await Promise.race([
+    controller.whenSynced(),
+    new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('stopped before the Kubernetes caches synced')), { once: true })),
+  ]);
+  return { reload: () => controller.resync(), stop: () => controller.stop() };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -149,53 +238,66 @@ export async function main(argv: string[]): Promise<number> {
     console.log(runHelp());
     return 0;
   }
-  process.env.XDIR_LOG_FORMAT = opts.logFormat;
-  const [{ logger }, { FileSource }, { Reconciler }] = await Promise.all([
-    import('../log.js'), import('../sources/file/file-source.js'), import('../reconciler.js'),
+  setLogFormat(opts.logFormat);
+  const [{ createDataplane }, { Reconciler }, { startObservability }] = await Promise.all([
+    import('../dataplane/select.js'), import('../reconciler.js'), import('../observability/index.js'),
   ]);
-  const log = logger('run');
+  const log: Logger = logger('run');
   const ac = new AbortController();
   const stopped = new Promise<NodeJS.Signals>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => { resolve(sig); ac.abort(); });
   });
 
-  const dataplane = await createDataplane(opts);
-  const reconciler = new Reconciler({ dataplane });
-  const source = new FileSource({ path: opts.config, onState: (s) => reconciler.submit(s) });
-  const onHup = () => source.reload();
-  let extras: Stoppable[] = [];
-  let dataplaneStarted = false;
+  let dataplane: Dataplane | undefined;
+  let fallbackReason: string | null = null;
+  const reconciler = new Reconciler({ dataplane: { apply: (s) => dataplane!.apply(s) } });
+  let source: RunningSource | undefined;
+  let observability: { stop(): Promise<void> } | undefined;
+  const shutdown = async (detach: boolean): Promise<void> => {
+    await source?.stop();
+    await reconciler.stop();
+    await observability?.stop();
+    await dataplane?.stop({ detach });
+  };
   try {
-    // The config first: a bad file fails before the data path is touched (a running one keeps its state).
-    await source.start(ac.signal);
-    await dataplane.start(ac.signal);
-    dataplaneStarted = true;
+    // The source first: a bad config file fails before the data path is touched (a running one keeps its state).
+    source = await startSource(opts.source, (s) => reconciler.submit(s), ac.signal);
+    const selected = await createDataplane({
+      dataplane: opts.dataplane,
+      ...(opts.interface ? { xdp: await xdpDataplaneOptions({ ...opts, interface: opts.interface }) } : {}),
+      ipvs: { ownershipFile: opts.ipvsStateFile },
+      signal: ac.signal,
+    });
+    dataplane = selected.dataplane;
+    fallbackReason = selected.fallbackReason;
     reconciler.start(ac.signal);
     await Promise.race([reconciler.idle(), stopped]);
-    extras = await startObservability({ opts, dataplane, log });
+    observability = await startObservability({
+      dataplane,
+      ...opts.observability,
+      readiness: () => dataplane !== undefined && reconciler.status.lastResult !== undefined,
+      fallbackReason: () => fallbackReason ?? undefined,
+      signal: ac.signal,
+    });
   } catch (err) {
-    log.error({ err: err instanceof Error ? err.message : String(err) }, 'director failed to start');
-    await source.stop();
-    await reconciler.stop();
-    if (dataplaneStarted) await dataplane.stop({ detach: false }).catch(() => undefined);
-    console.error(`xdir run: ${err instanceof Error ? err.message : String(err)}`);
+    const message = err instanceof Error ? err.message : String(err);
+    log.error({ err: message }, 'director failed to start');
+    await shutdown(false).catch(() => undefined);
+    console.error(`xdir run: ${message}`);
     return 1;
   }
+  const onHup = () => source?.reload();
   process.on('SIGHUP', onHup);
   if (!ac.signal.aborted) {
-    log.info({ interface: opts.interface, config: opts.config, services: reconciler.status.lastResult
-      ? reconciler.status.lastResult.servicesAdded + reconciler.status.lastResult.servicesUpdated + reconciler.status.lastResult.servicesUnchanged
-      : 0, pid: process.pid }, 'director running');
+    log.info({ dataplane: dataplane.kind, fallbackReason, interface: opts.interface, source: opts.source.kind,
+      services: dataplane.services().length, pid: process.pid }, 'director running');
   }
 
   const signal = await stopped;
   log.info({ signal, detach: opts.detachOnExit }, opts.detachOnExit
-    ? 'stopping; detaching the program' : 'stopping; the program stays attached and the maps pinned');
+    ? 'stopping; detaching the data path' : 'stopping; the data path stays in place (program attached, maps pinned)');
   process.off('SIGHUP', onHup);
-  await source.stop();
-  await reconciler.stop();
-  for (const e of extras) await e.stop();
-  await dataplane.stop({ detach: opts.detachOnExit });
+  await shutdown(opts.detachOnExit);
   log.info('stopped');
   return 0;
 }

@@ -87,10 +87,11 @@ ptest('TCP and UDP reach the VIP over IPv4 and IPv6, spread over the backends by
 ptest('replies go straight from the real server to the client: none crosses the director', async () => {
   const c = t.clients[0]!;
   // Capture on the director's link as the switch sees it (XDP_TX frames never reach a tap on the
-  // director's own interface). Bounded by count and time.
+  // director's own interface). Bounded by count and time. --immediate-mode: without it, frames wait
+  // in the capture buffer for its timeout and a prompt SIGINT finds them uncounted.
   const filter = (dirn: 'src' | 'dst') => `${dirn} host ${t.vip4} or ${dirn} host ${t.vip6}`;
   // Stopped with SIGINT after the traffic (tcpdump then prints its count); -c and `timeout` bound it.
-  const capture = (dirn: 'src' | 'dst') => t.spawn(t.switchNs, ['timeout', '60', 'tcpdump', '-nn', '-i', t.director.peer, '-c', '100000', '-w', '/dev/null', filter(dirn)]);
+  const capture = (dirn: 'src' | 'dst') => t.spawn(t.switchNs, ['timeout', '60', 'tcpdump', '--immediate-mode', '-nn', '-i', t.director.peer, '-c', '100000', '-w', '/dev/null', filter(dirn)]);
   const before = await readPinnedStats(director.opts.pinRoot!);
   const fromVip = capture('src');
   const toVip = capture('dst');

@@ -8,7 +8,8 @@
  */
 import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
-import { createDataplane } from '../../control/commands/run.js';
+import { xdpDataplaneOptions } from '../../control/commands/run.js';
+import { XdpDataplane } from '../../control/dataplane/xdp/xdp-dataplane.js';
 import { logger } from '../../control/log.js';
 import { Reconciler } from '../../control/reconciler.js';
 import { startKubeSource } from '../../control/sources/kube/index.js';
@@ -38,10 +39,9 @@ kc.loadFromOptions({
   currentContext: 'fixture',
 });
 
-const dataplane = await createDataplane({
-  config: '', interface: ifname, xdpMode: 'native', pinRoot, ringSize: 4099, maxVips: 64, maxBackends: 256,
-  flowTableSize: 65536, detachOnExit: true, logFormat: 'json',
-});
+const dataplane = new XdpDataplane(await xdpDataplaneOptions({
+  interface: ifname, xdpMode: 'native', pinRoot, ringSize: 4099, maxVips: 64, maxBackends: 256, flowTableSize: 65536,
+}));
 await dataplane.start();
 const reconciler = new Reconciler({ dataplane, retryBaseMs: 50 });
 reconciler.start();

@@ -4,7 +4,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as readline from 'node:readline';
 import type { DirectorPeerSetup, Topology } from './topology.js';
@@ -46,6 +46,8 @@ export class DirectorProcess {
     const pinRoot = opts.pinRoot ?? join(t.bpffs(), 'xdir');
     const args = [process.execPath, '--import', 'tsx', CLI, 'run', '--config', opts.config, '--interface', t.director.ifname,
       '--xdp-mode', opts.xdpMode ?? 'native', '--pin-root', pinRoot, '--ring-size', '4099', '--flow-table-size', '65536', '--max-vips', '16', '--max-backends', '64',
+      // Per-topology endpoints: the default unix socket is host-wide, and tests may run directors side by side.
+      '--grpc', `unix:${join(dirname(t.bpffs()), 'xdir.sock')}`, '--ipvs-state-file', join(dirname(t.bpffs()), 'ipvs-services.json'),
       ...(opts.extraArgs ?? [])];
     const child = t.spawn(t.director, args, { cwd: ROOT, env: { ...process.env, XDIR_LOG_LEVEL: 'debug' } });
     const d = new DirectorProcess(child, { ...opts, pinRoot });

@@ -134,6 +134,22 @@ test('watch: replay from a resourceVersion, selector transitions, bookmarks on r
   assert.equal([old.events[0]!.type, old.events[0]!.object.code, old.events[0]!.object.reason], ['ERROR', 410, 'Expired']);
 });
 
+test('list chunking: limit/continue pages share the first page\'s resourceVersion; an old token is 410', async () => {
+  for (const n of ['p1', 'p2', 'p3']) await core.createNamespacedConfigMap({ namespace: 'pages', body: { metadata: { name: n } } });
+  const first = await core.listNamespacedConfigMap({ namespace: 'pages', limit: 2 });
+  assert.equal(first.items.map((c) => c.metadata?.name), ['p1', 'p2']);
+  assert.ok(first.metadata?._continue);
+  await core.createNamespacedConfigMap({ namespace: 'pages', body: { metadata: { name: 'p4' } } });
+  const second = await core.listNamespacedConfigMap({ namespace: 'pages', limit: 2, _continue: first.metadata!._continue });
+  assert.equal(second.items.map((c) => c.metadata?.name), ['p3'], 'pages come from the first page\'s snapshot');
+  assert.not.ok(second.metadata?._continue);
+  assert.is(second.metadata?.resourceVersion, first.metadata?.resourceVersion);
+  const again = await core.listNamespacedConfigMap({ namespace: 'pages', limit: 2 });
+  server.compact();
+  const expired = await core.listNamespacedConfigMap({ namespace: 'pages', limit: 2, _continue: again.metadata!._continue }).catch((e) => e);
+  assert.is(expired.code, 410);
+});
+
 test('delete honours finalizers; 404 when absent', async () => {
   await core.createNamespacedConfigMap({ namespace: 'f', body: { metadata: { name: 'held', finalizers: ['example.com/keep'] } } });
   const del = await core.deleteNamespacedConfigMap({ namespace: 'f', name: 'held' });

@@ -148,6 +148,8 @@ export class FakeKubeApiServer {
   private readonly sockets = new Set<Socket>();
   private unavailable = false;
   private heldWatches: (() => void)[] | null = null;
+  /** Unfinished chunked lists: their snapshot, by continue-token id. */
+  private readonly listSnapshots = new Map<string, KubeObject[]>();
   private server?: Server;
   private readonly unixServers: Server[] = [];
   url = '';
@@ -547,16 +549,49 @@ export class FakeKubeApiServer {
         }
         log('list');
         const matches = this.selectors(url);
-        const items = [...map.values()]
-          .filter((o) => namespace === undefined || o.metadata.namespace === namespace)
-          .filter(matches)
-          .sort((a, b) => objKey(a.metadata.namespace, a.metadata.name).localeCompare(objKey(b.metadata.namespace, b.metadata.name)))
+        // Chunking (limit/continue): every page comes from the snapshot the first page saw (stored
+        // objects are replaced, never mutated, so a list of references is a consistent snapshot);
+        // a token expires (410) once history is compacted past its resourceVersion.
+        const limit = Number(url.searchParams.get('limit') ?? 0);
+        const token = url.searchParams.get('continue');
+        let listRv = this.rv;
+        let all: KubeObject[];
+        let offset = 0;
+        if (token) {
+          let parsed: { id: string; offset: number; rv: number };
+          try { parsed = JSON.parse(Buffer.from(token, 'base64').toString()); } catch {
+            throw new ApiError(400, 'BadRequest', 'continue key is not valid');
+          }
+          const snap = this.listSnapshots.get(parsed.id);
+          if (!snap || parsed.rv < this.compactedRv) {
+            this.listSnapshots.delete(parsed.id);
+            throw new ApiError(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+          }
+          ({ rv: listRv, offset } = parsed);
+          all = snap;
+        } else {
+          all = [...map.values()]
+            .filter((o) => namespace === undefined || o.metadata.namespace === namespace)
+            .filter(matches)
+            .sort((a, b) => { const x = objKey(a.metadata.namespace, a.metadata.name), y = objKey(b.metadata.namespace, b.metadata.name); return x < y ? -1 : x > y ? 1 : 0; });
+        }
+        const end = limit > 0 ? offset + limit : all.length;
+        const selected = all.slice(offset, end);
+        let next: string | undefined;
+        const id = token ? (JSON.parse(Buffer.from(token, 'base64').toString()) as { id: string }).id : randomUUID();
+        if (end < all.length) {
+          this.listSnapshots.set(id, all);
+          next = Buffer.from(JSON.stringify({ id, offset: end, rv: listRv })).toString('base64');
+        } else {
+          this.listSnapshots.delete(id);
+        }
+        const items = selected
           // Built-in lists carry no per-item type meta; custom resource lists do. (Serialised at
           // once by send(): no copy needed.)
           .map((o) => { if (t.custom) return o; const { apiVersion: _a, kind: _k, ...rest } = o; return rest; });
         this.send(res, 200, {
           apiVersion: t.group ? `${t.group}/${t.version}` : t.version, kind: `${t.kind}List`,
-          metadata: { resourceVersion: String(this.rv) }, items,
+          metadata: { resourceVersion: String(listRv), ...(next ? { continue: next } : {}) }, items,
         });
         return;
       }

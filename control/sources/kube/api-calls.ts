@@ -20,6 +20,8 @@ export interface ApiCall {
 }
 
 export const IPPOOL_GROUP = 'xdir.io';
+/** Objects per list request (kube-apiserver's chunking; client-go's pager uses 500 too). */
+export const LIST_PAGE = 500;
 export const IPPOOL_VERSION = 'v1alpha1';
 export const IPPOOL_PLURAL = 'ippools';
 
@@ -87,13 +89,33 @@ export class KubeApi {
     this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
   }
 
-  listServices() { this.count('listServices'); return this.core.listServiceForAllNamespaces(); }
-  listEndpointSlices() { this.count('listEndpointSlices'); return this.discovery.listEndpointSliceForAllNamespaces(); }
-  listNodes() { this.count('listNodes'); return this.core.listNode(); }
-  listConfigMaps(namespace: string) { this.count('listConfigMaps'); return this.core.listNamespacedConfigMap({ namespace }); }
+  /**
+   * Lists in chunks of LIST_PAGE (limit/continue), so a 10,000-object list never sits in memory as
+   * one response body plus its parsed copy; the pages join into one list with the first page's
+   * resourceVersion, which the informer then watches from.
+   */
+  private async paged<L extends { items: unknown[]; metadata?: { _continue?: string; continue?: string } }>(
+    name: ApiCallName, page: (cont: string | undefined) => Promise<L>,
+  ): Promise<L> {
+    this.count(name);
+    const first = await page(undefined);
+    let cont = first.metadata?._continue ?? first.metadata?.continue;
+    while (cont) {
+      this.count(name);
+      const next = await page(cont);
+      for (const item of next.items) first.items.push(item);
+      cont = next.metadata?._continue ?? next.metadata?.continue;
+    }
+    if (first.metadata) { delete first.metadata._continue; delete first.metadata.continue; }
+    return first;
+  }
+
+  listServices() { return this.paged('listServices', (c) => this.core.listServiceForAllNamespaces({ limit: LIST_PAGE, _continue: c })); }
+  listEndpointSlices() { return this.paged('listEndpointSlices', (c) => this.discovery.listEndpointSliceForAllNamespaces({ limit: LIST_PAGE, _continue: c })); }
+  listNodes() { return this.paged('listNodes', (c) => this.core.listNode({ limit: LIST_PAGE, _continue: c })); }
+  listConfigMaps(namespace: string) { return this.paged('listConfigMaps', (c) => this.core.listNamespacedConfigMap({ namespace, limit: LIST_PAGE, _continue: c })); }
   listIPPools() {
-    this.count('listIPPools');
-    return this.custom.listClusterCustomObject({ group: IPPOOL_GROUP, version: IPPOOL_VERSION, plural: IPPOOL_PLURAL });
+    return this.paged('listIPPools', (c) => this.custom.listClusterCustomObject({ group: IPPOOL_GROUP, version: IPPOOL_VERSION, plural: IPPOOL_PLURAL, limit: LIST_PAGE, _continue: c }));
   }
 
   getService(namespace: string, name: string): Promise<V1Service> {
