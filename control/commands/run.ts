@@ -270,15 +270,16 @@ export async function main(argv: string[]): Promise<number> {
     });
     dataplane = selected.dataplane;
     fallbackReason = selected.fallbackReason;
-    reconciler.start(ac.signal);
-    await Promise.race([reconciler.idle(), stopped]);
+    // Endpoints before the first apply: /readyz and grpc.health.v1 say "not ready" until it lands.
     observability = await startObservability({
       dataplane,
       ...opts.observability,
-      readiness: () => dataplane !== undefined && reconciler.status.lastResult !== undefined,
+      readiness: () => reconciler.status.lastResult !== undefined,
       fallbackReason: () => fallbackReason ?? undefined,
       signal: ac.signal,
     });
+    reconciler.start(ac.signal);
+    await Promise.race([reconciler.idle(), stopped]);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     log.error({ err: message }, 'director failed to start');

@@ -107,7 +107,7 @@ test('DaemonSet: hostNetwork, node selector, bpffs, NET_ADMIN + BPF only, not pr
   assert.not.ok(sc.privileged, 'not privileged');
   assert.is(sc.allowPrivilegeEscalation, false);
   assert.equal(sc.capabilities.drop, ['ALL']);
-  assert.equal([...sc.capabilities.add].sort(), ['BPF', 'NET_ADMIN']);
+  assert.equal([...sc.capabilities.add].sort(), ['BPF', 'NET_ADMIN', 'PERFMON']);
   const bpffs = pod.volumes.find((v: { hostPath?: { path: string } }) => v.hostPath?.path === '/sys/fs/bpf');
   assert.ok(bpffs, 'bpffs hostPath volume');
   assert.ok(c.volumeMounts.some((m: { name: string; mountPath: string }) => m.name === bpffs.name && m.mountPath === '/sys/fs/bpf'));

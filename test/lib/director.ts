@@ -47,7 +47,7 @@ export class DirectorProcess {
     const args = [process.execPath, '--import', 'tsx', CLI, 'run', '--config', opts.config, '--interface', t.director.ifname,
       '--xdp-mode', opts.xdpMode ?? 'native', '--pin-root', pinRoot, '--ring-size', '4099', '--flow-table-size', '65536', '--max-vips', '16', '--max-backends', '64',
       // Per-topology endpoints: the default unix socket is host-wide, and tests may run directors side by side.
-      '--grpc', `unix:${join(dirname(t.bpffs()), 'xdir.sock')}`, '--ipvs-state-file', join(dirname(t.bpffs()), 'ipvs-services.json'),
+      '--grpc', directorGrpcTarget(t), '--ipvs-state-file', join(dirname(t.bpffs()), 'ipvs-services.json'),
       ...(opts.extraArgs ?? [])];
     const child = t.spawn(t.director, args, { cwd: ROOT, env: { ...process.env, XDIR_LOG_LEVEL: 'debug' } });
     const d = new DirectorProcess(child, { ...opts, pinRoot });
@@ -78,6 +78,11 @@ export class DirectorProcess {
     this.child.kill(signal);
     return waitExit(this.child, 15_000);
   }
+}
+
+/** The gRPC target of the director a topology runs (a unix socket in the topology's own directory). */
+export function directorGrpcTarget(t: Topology): string {
+  return `unix:${join(dirname(t.bpffs()), 'xdir.sock')}`;
 }
 
 /**

@@ -145,6 +145,7 @@ test('list chunking: limit/continue pages share the first page\'s resourceVersio
   assert.not.ok(second.metadata?._continue);
   assert.is(second.metadata?.resourceVersion, first.metadata?.resourceVersion);
   const again = await core.listNamespacedConfigMap({ namespace: 'pages', limit: 2 });
+  await core.createNamespacedConfigMap({ namespace: 'pages', body: { metadata: { name: 'p5' } } });
   server.compact();
   const expired = await core.listNamespacedConfigMap({ namespace: 'pages', limit: 2, _continue: again.metadata!._continue }).catch((e) => e);
   assert.is(expired.code, 410);
