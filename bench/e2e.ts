@@ -7,8 +7,9 @@
  *   (a) xdp-native         `xdir run --xdp-mode native` on the director's veth (XDP_TX)
  *   (b) xdp-generic        the same program in generic (skb) mode
  *   (c) kernel-forwarding  no XDP: ip_forward with an ECMP route (L4 hash) to the same servers
- * IPVS (d) joins when the fallback data path lands. Then TCP connections per second with wrk
- * (one request per connection) against the real servers' HTTP through (a) and (c).
+ * Then TCP connections per second with wrk (one request per connection) against the real servers'
+ * HTTP through (a) and (c). IPVS needs a kernel that has it (this one has not): `make bench-ipvs`
+ * (bench/ipvs-guest.ts) measures it with the same code (bench/lib/udp-rate.ts) inside the IPVS guest.
  * Writes bench/results/e2e.json; the last line is `xdp-native / kernel-forwarding pps: R`.
  *
  * The modes run interleaved for BENCH_ROUNDS rounds and each reports its median, so a burst of
@@ -23,75 +24,20 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cleanupStale, Topology } from '../test/lib/topology.js';
 import { DirectorProcess } from '../test/lib/director.js';
-import { run, sleep } from '../test/lib/netns.js';
+import { run } from '../test/lib/netns.js';
 import { median, printTable, writeResults } from './lib/results.js';
+import { benchConfigText, compileSender, udpFlood, udpMedians, type UdpRate } from './lib/udp-rate.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const ROUNDS = Math.max(1, Math.min(10, Number(process.env.BENCH_ROUNDS ?? 3)));
 const FLOWS = Number(process.env.BENCH_FLOWS ?? 16);
 const PAYLOAD = Number(process.env.BENCH_PAYLOAD ?? 18);
 const WRK_SECONDS = Number(process.env.BENCH_WRK_SECONDS ?? 3);
-const MAX_PACKETS = 200_000_000; // the count bound next to the time bound
-const UDP_PORT = 9;
+const flood = { seconds: SECONDS, flows: FLOWS, payload: PAYLOAD };
 
 type Mode = 'xdp-native' | 'xdp-generic' | 'kernel-forwarding';
 
-interface UdpResult { mode: Mode; sent: number; delivered: number; seconds: number; pps: number; deliveredShare: number }
 interface TcpResult { mode: Mode; connectionsPerS: number; requests: number; socketErrors: number }
-
-async function compileSender(dir: string): Promise<string> {
-  const out = join(dir, 'udp-flood');
-  const src = fileURLToPath(new URL('./udp-flood.c', import.meta.url));
-  // gcc where present, else clang (a build prerequisite of the BPF object anyway).
-  const compilers = process.env.CC ? [process.env.CC] : ['gcc', 'clang'];
-  let lastErr: unknown;
-  for (const cc of compilers) {
-    try {
-      await run(cc, ['-O2', '-Wall', '-o', out, src]);
-      return out;
-    } catch (err) { lastErr = err; }
-  }
-  throw new Error(`cannot compile bench/udp-flood.c (tried ${compilers.join(', ')}): ${(lastErr as Error).message}`);
-}
-
-function configText(t: Topology): string {
-  const backends = t.servers.map((s) => `      - address: ${s.ipv4}`).join('\n');
-  return `services:
-  - vip: ${t.vip4}
-    port: ${UDP_PORT}
-    protocol: udp
-    backends:
-${backends}
-  - vip: ${t.vip4}
-    port: 80
-    protocol: tcp
-    backends:
-${backends}
-`;
-}
-
-/** Packets received on the real servers' interfaces, summed. */
-async function serverRx(t: Topology): Promise<number> {
-  let total = 0;
-  for (const s of t.servers) {
-    const { stdout } = await t.exec(s, ['ip', '-s', '-j', 'link', 'show', s.ifname]);
-    total += Number((JSON.parse(stdout) as { stats64: { rx: { packets: number } } }[])[0]!.stats64.rx.packets);
-  }
-  return total;
-}
-
-async function udpFlood(t: Topology, sender: string, mode: Mode): Promise<UdpResult> {
-  // A short warm-up resolves neighbours and creates the flows before the measured run.
-  await t.exec(t.clients[0]!, [sender, t.vip4, String(UDP_PORT), String(FLOWS), String(PAYLOAD), '0.3', '100000'], { timeoutMs: 10_000 });
-  await sleep(300);
-  const before = await serverRx(t);
-  const { stdout } = await t.exec(t.clients[0]!, [sender, t.vip4, String(UDP_PORT), String(FLOWS), String(PAYLOAD), String(SECONDS), String(MAX_PACKETS)],
-    { timeoutMs: (SECONDS + 20) * 1000 });
-  const sent = JSON.parse(stdout.trim()) as { sent: number; elapsedS: number };
-  await sleep(300); // let queues drain into the counters
-  const delivered = (await serverRx(t)) - before;
-  return { mode, sent: sent.sent, delivered, seconds: sent.elapsedS, pps: delivered / sent.elapsedS, deliveredShare: delivered / Math.max(1, sent.sent) };
-}
 
 async function wrk(t: Topology, mode: Mode): Promise<TcpResult> {
   // `Connection: close` makes every request a new TCP connection: a connections-per-second test.
@@ -112,20 +58,20 @@ async function main(): Promise<number> {
   cleanupStale();
   const dir = mkdtempSync(join(tmpdir(), 'xdir-bench-'));
   const t = await Topology.create({ clients: 1, servers: 3, directorPeer: 'none' });
-  const udp: UdpResult[] = [];
+  const udp: UdpRate<Mode>[] = [];
   const tcp: TcpResult[] = [];
   let director: DirectorProcess | null = null;
   try {
     const sender = await compileSender(dir);
     await t.startServers({ http: [80], udp: 0 });
     const config = join(dir, 'xdir.yaml');
-    writeFileSync(config, configText(t));
+    writeFileSync(config, benchConfigText(t));
 
     for (let round = 1; round <= ROUNDS; round++) {
       // (c) the kernel's own forwarding, with the director's bridge port as plain as it comes.
       await t.setDirectorPeer('none');
       await t.enableKernelForwarding();
-      udp.push(await udpFlood(t, sender, 'kernel-forwarding'));
+      udp.push(await udpFlood(t, sender, 'kernel-forwarding', flood));
       tcp.push(await wrk(t, 'kernel-forwarding'));
       await t.disableKernelForwarding();
 
@@ -136,7 +82,7 @@ async function main(): Promise<number> {
           config, xdpMode: mode === 'xdp-native' ? 'native' : 'generic',
           pinRoot: join(t.bpffs(), `${mode}-${round}`), extraArgs: ['--detach-on-exit'],
         });
-        udp.push(await udpFlood(t, sender, mode));
+        udp.push(await udpFlood(t, sender, mode, flood));
         if (mode === 'xdp-native') tcp.push(await wrk(t, mode));
         await director.stop();
         director = null;
@@ -150,11 +96,7 @@ async function main(): Promise<number> {
   }
 
   const modes: Mode[] = ['xdp-native', 'xdp-generic', 'kernel-forwarding'];
-  const udpMedian = modes.map((mode) => {
-    const rs = udp.filter((r) => r.mode === mode);
-    return { mode, pps: median(rs.map((r) => r.pps)), sentPerS: median(rs.map((r) => r.sent / r.seconds)),
-      deliveredShare: median(rs.map((r) => r.deliveredShare)), runs: rs.map((r) => Math.round(r.pps)) };
-  });
+  const udpMedian = udpMedians(udp, modes);
   const tcpMedian = modes.filter((m) => tcp.some((r) => r.mode === m)).map((mode) => {
     const rs = tcp.filter((r) => r.mode === mode);
     return { mode, connectionsPerS: median(rs.map((r) => r.connectionsPerS)), socketErrors: rs.reduce((a, r) => a + r.socketErrors, 0),

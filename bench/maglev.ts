@@ -16,26 +16,14 @@
  * Usage: node --import tsx bench/maglev.ts
  */
 import { buildMaglevRing, DEFAULT_RING_SIZE, type MaglevBackend } from '../control/model/maglev.js';
-import { median, printTable, writeResults } from './lib/results.js';
-import { threadCpuNs } from './lib/thread-cpu.js';
+import {
+  MIXED_WEIGHTS, maglevBackends as backends, maglevBuildMs, timeCpuMs, warmMaglev, type Weights,
+} from './lib/maglev-build.js';
+import { printTable, writeResults } from './lib/results.js';
 
 const RING = DEFAULT_RING_SIZE;
 const SIZES = [10, 100, 1000] as const;
 const REMOVALS = 10;
-/** Per build-time case: at least MIN_RUNS builds, and more while under BUILD_BUDGET_MS. */
-const MIN_RUNS = 5;
-const MAX_RUNS = 50;
-const BUILD_BUDGET_MS = 1500;
-
-type Weights = 'equal' | 'mixed';
-
-/** Backends 10.<i>.x.y style addresses (distinct, realistic text); mixed weights cycle 1..100. */
-function backends(n: number, weights: Weights): MaglevBackend[] {
-  return Array.from({ length: n }, (_, i) => ({
-    address: `198.18.${(i >> 8) & 0xff}.${i & 0xff}`,
-    weight: weights === 'equal' ? 1 : [1, 2, 5, 10, 25, 50, 100][i % 7]!,
-  }));
-}
 
 /** Backend address per slot: Maglev. */
 function maglevTable(list: readonly MaglevBackend[]): string[] {
@@ -64,20 +52,6 @@ function movedShare(before: readonly string[], after: readonly string[]): number
   return moved / RING;
 }
 
-/** Median thread-CPU ms per call (time preempted by other work left out), after warm-up calls;
- * bounded by MAX_RUNS and BUILD_BUDGET_MS of wall time. */
-function timeMs(fn: () => unknown): { ms: number; runs: number } {
-  for (let i = 0; i < 3; i++) fn();
-  const times: number[] = [];
-  const started = performance.now();
-  while (times.length < MAX_RUNS && (times.length < MIN_RUNS || performance.now() - started < BUILD_BUDGET_MS)) {
-    const t0 = threadCpuNs();
-    fn();
-    times.push(Number(threadCpuNs() - t0) / 1e6);
-  }
-  return { ms: median(times), runs: times.length };
-}
-
 const round = (x: number, digits: number): number => Number(x.toFixed(digits));
 const mean = (xs: number[]): number => xs.reduce((s, x) => s + x, 0) / xs.length;
 
@@ -97,10 +71,10 @@ function disruptionRow(backends: number, weights: Weights, change: string, trial
 }
 
 // Warm the JIT on both builders first, so the first measured case is not the one paying for it.
+warmMaglev(RING);
 for (const weights of ['equal', 'mixed'] as const) {
   const warm = backends(50, weights);
-  // V8 needs ~50 calls before it optimises a function; fewer left the first case slow.
-  for (let i = 0; i < 100; i++) { moduloSlots(warm); if (i % 4 === 0) buildMaglevRing(warm, RING); }
+  for (let i = 0; i < 100; i++) moduloSlots(warm);
 }
 
 const build = [];
@@ -108,8 +82,8 @@ const disruption = [];
 for (const weights of ['equal', 'mixed'] as const) {
   for (const n of SIZES) {
     const list = backends(n, weights);
-    const m = timeMs(() => buildMaglevRing(list, RING));
-    const b = timeMs(() => moduloSlots(list));
+    const m = maglevBuildMs(n, weights, RING);
+    const b = timeCpuMs(() => moduloSlots(list));
     build.push({ backends: n, weights, maglevMs: round(m.ms, 3), moduloMs: round(b.ms, 3), ratio: round(m.ms / b.ms, 1), runs: m.runs });
 
     const totalWeight = list.reduce((s, x) => s + x.weight, 0);
@@ -139,7 +113,7 @@ const path = writeResults('maglev', {
   bench: 'maglev',
   node: process.version,
   ringSize: RING,
-  mixedWeights: 'cycling 1, 2, 5, 10, 25, 50, 100',
+  mixedWeights: MIXED_WEIGHTS,
   method: 'build: median thread-CPU ms of repeated builds (after a warm-up); disruption: share of the ring\'s slots whose backend ' +
     'changes; modulo baseline = weighted hash mod N with the slot number as the hash',
   build,

@@ -7,7 +7,7 @@
  * (vip, port, protocol), per configured backend, per reason name.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { StatsSample } from '../../dataplane/dataplane.js';
+import type { Counter as DataplaneCounter, StatsSample } from '../../dataplane/dataplane.js';
 import { parseServiceKey } from '../snapshot.js';
 import type { HubDataplane, StatsHub } from '../stats-hub.js';
 
@@ -34,81 +34,41 @@ export function createMetricsRegistry(deps: MetricsDeps): Registry {
     return p ? { vip: p.vip, port: String(p.port), protocol: p.protocol } : null;
   };
 
-  new Counter({
-    name: 'xdir_service_packets_total',
-    help: 'Packets the data path handled for a virtual service (port 0 = all ports).',
-    labelNames: ['vip', 'port', 'protocol'] as const,
-    registers,
-    collect() {
-      this.reset();
-      const s = latest();
-      if (!s) return;
-      for (const [key, c] of s.services) {
-        const l = serviceLabels(key);
-        if (l) this.inc(l, num(c.packets));
-      }
-    },
-  });
-
-  new Counter({
-    name: 'xdir_service_bytes_total',
-    help: 'Bytes (layer 2 frame length for XDP) the data path handled for a virtual service.',
-    labelNames: ['vip', 'port', 'protocol'] as const,
-    registers,
-    collect() {
-      this.reset();
-      const s = latest();
-      if (!s) return;
-      for (const [key, c] of s.services) {
-        const l = serviceLabels(key);
-        if (l) this.inc(l, num(c.bytes));
-      }
-    },
-  });
-
-  new Counter({
-    name: 'xdir_backend_packets_total',
-    help: 'Packets sent to a backend (real server), over all the services it serves.',
-    labelNames: ['backend'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [backend, c] of latest()?.backends ?? []) this.inc({ backend }, num(c.packets));
-    },
-  });
-
-  new Counter({
-    name: 'xdir_backend_bytes_total',
-    help: 'Bytes sent to a backend (real server), over all the services it serves.',
-    labelNames: ['backend'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [backend, c] of latest()?.backends ?? []) this.inc({ backend }, num(c.bytes));
-    },
-  });
-
-  new Counter({
-    name: 'xdir_packets_by_reason_total',
-    help: 'Packets by verdict or event reason (forwarded, pass-not-vip, drop-fragment, flow-new, ...).',
-    labelNames: ['reason'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [reason, c] of latest()?.reasons ?? []) this.inc({ reason }, num(c.packets));
-    },
-  });
-
-  new Counter({
-    name: 'xdir_bytes_by_reason_total',
-    help: 'Bytes by verdict or event reason.',
-    labelNames: ['reason'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [reason, c] of latest()?.reasons ?? []) this.inc({ reason }, num(c.bytes));
-    },
-  });
+  /**
+   * A counter whose series mirror one map of the latest reading: `labelsOf` turns a map key into
+   * the series' labels (null skips it), `field` picks packets or bytes.
+   */
+  const mirroredCounter = <L extends string>(
+    name: string, help: string, labelNames: readonly L[],
+    entries: (s: StatsSample) => Map<string, DataplaneCounter>, labelsOf: (key: string) => Record<L, string> | null,
+    field: keyof DataplaneCounter,
+  ): void => {
+    new Counter({
+      name, help, labelNames, registers,
+      collect() {
+        this.reset();
+        const s = latest();
+        if (!s) return;
+        for (const [key, c] of entries(s)) {
+          const labels = labelsOf(key);
+          if (labels) this.inc(labels, num(c[field]));
+        }
+      },
+    });
+  };
+  const SERVICE = ['vip', 'port', 'protocol'] as const;
+  mirroredCounter('xdir_service_packets_total', 'Packets the data path handled for a virtual service (port 0 = all ports).',
+    SERVICE, (s) => s.services, serviceLabels, 'packets');
+  mirroredCounter('xdir_service_bytes_total', 'Bytes (layer 2 frame length for XDP) the data path handled for a virtual service.',
+    SERVICE, (s) => s.services, serviceLabels, 'bytes');
+  mirroredCounter('xdir_backend_packets_total', 'Packets sent to a backend (real server), over all the services it serves.',
+    ['backend'] as const, (s) => s.backends, (backend) => ({ backend }), 'packets');
+  mirroredCounter('xdir_backend_bytes_total', 'Bytes sent to a backend (real server), over all the services it serves.',
+    ['backend'] as const, (s) => s.backends, (backend) => ({ backend }), 'bytes');
+  mirroredCounter('xdir_packets_by_reason_total', 'Packets by verdict or event reason (forwarded, pass-not-vip, drop-fragment, flow-new, ...).',
+    ['reason'] as const, (s) => s.reasons, (reason) => ({ reason }), 'packets');
+  mirroredCounter('xdir_bytes_by_reason_total', 'Bytes by verdict or event reason.',
+    ['reason'] as const, (s) => s.reasons, (reason) => ({ reason }), 'bytes');
 
   new Gauge({
     name: 'xdir_dataplane_info',
