@@ -21,7 +21,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { cleanupStale, Topology } from '../test/lib/topology.js';
 import { DirectorProcess } from '../test/lib/director.js';
 import { run } from '../test/lib/netns.js';

@@ -1,51 +1,92 @@
 /**
- * IPVS in the packet-rate comparison, measured inside the IPVS guest (the host kernel has no IPVS):
- * boots test/guest's VM once, runs bench/guest/ipvs-rate.ts there, and reports packets per second
- * delivered to the real servers by each data path, as ratios to plain kernel forwarding measured in
- * the same guest run. An emulated guest's absolute rates mean little; the ratios are the result.
- * Writes bench/results/ipvs-guest.json.   Usage: node --import tsx bench/ipvs-guest.ts
- * Env: BENCH_PACKETS (per measurement, default 40000), BENCH_SECONDS (cap, default 8), BENCH_ROUNDS (3).
+ * `make bench-ipvs`: IPVS in the end-to-end packet-rate table. The host kernel has no IPVS, so this
+ * boots the IPVS guest of test/guest/ once and runs bench/guest/ipvs-rate.ts there: the same
+ * topology and UDP flood as bench/e2e.ts, forwarded in turn by XDP native, XDP generic, IPVS DR and
+ * plain kernel forwarding, delivered packets counted on the real servers' interfaces.
+ * The guest is emulated (TCG), so absolute rates mean little; the ratios to kernel forwarding,
+ * measured in the same guest run, are the result.
+ * Writes bench/results/ipvs-guest.json; the last line is `ipvs / kernel-forwarding pps: R`.
+ *
+ * Env: BENCH_SECONDS (per measurement, default 2), BENCH_ROUNDS (3), BENCH_FLOWS (16),
+ * BENCH_PAYLOAD (18), GUEST_TIMEOUT (s, default 420).
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleForGuest } from '../test/guest/bundle.js';
+import type { GuestBenchResult, GuestMode } from './guest/ipvs-rate.js';
 import { printTable, writeResults } from './lib/results.js';
+import { compileSender, udpMedians } from './lib/udp-rate.js';
 
-interface Row { mode: string; round: number; sent: number; delivered: number; ms: number; pps: number }
-
+const MODES: GuestMode[] = ['xdp-native', 'xdp-generic', 'ipvs', 'kernel-forwarding'];
 const root = fileURLToPath(new URL('../', import.meta.url));
-const out = join(root, '.cache', 'guest-bundle', 'ipvs-rate.mjs');
-mkdirSync(join(root, '.cache', 'guest-bundle'), { recursive: true });
-await bundleForGuest(join(root, 'bench/guest/ipvs-rate.ts'), out);
 
-const env = ['BENCH_PACKETS', 'BENCH_SECONDS', 'BENCH_ROUNDS'].flatMap((k) => (process.env[k] ? [`${k}=${process.env[k]}`] : []));
-const command = `${env.join(' ')} node --enable-source-maps ${relative(root, out)}`.trim();
-const output = await new Promise<string>((resolve, reject) => {
-  const child = spawn(join(root, 'test/guest/run-in-guest.sh'), [command], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  let text = '';
-  child.stdout.on('data', (d) => { text += d; });
-  child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`guest bench failed (exit ${code}):\n${text}`))));
-});
-const line = output.split('\n').find((l) => l.startsWith('BENCH-RESULT '));
-if (!line) throw new Error(`the guest printed no BENCH-RESULT line:\n${output}`);
-const result = JSON.parse(line.slice('BENCH-RESULT '.length)) as { rows: Row[]; unavailable: Record<string, string>; count: number; seconds: number };
+function runInGuest(command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(root, 'test/guest/run-in-guest.sh'), [command], {
+      cwd: root, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, GUEST_TIMEOUT: process.env.GUEST_TIMEOUT ?? '420' },
+    });
+    let text = '';
+    child.stdout.on('data', (d) => { text += d; });
+    child.on('close', (code) => (code === 0 ? resolve(text)
+      : reject(new Error(`the guest run failed (exit ${code}); its output:\n${text}`))));
+  });
+}
 
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? 0; };
-const modes = [...new Set(result.rows.map((r) => r.mode))];
-const pps = new Map(modes.map((m) => [m, median(result.rows.filter((r) => r.mode === m).map((r) => r.pps))]));
-const base = pps.get('forward') || 1;
-const table = modes.map((mode) => {
-  const rs = result.rows.filter((r) => r.mode === mode);
-  return {
-    mode,
-    'vs forward': (pps.get(mode) ?? 0) / base,
-    'delivered/sent': rs.reduce((a, r) => a + r.delivered, 0) / Math.max(1, rs.reduce((a, r) => a + r.sent, 0)),
-    rounds: rs.length,
-  };
+async function main(): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    console.error('bench-ipvs: needs root (qemu with the host filesystem, network namespaces in the guest)');
+    return 1;
+  }
+  const t0 = performance.now();
+  // Inside the repo, so the bundles' npm imports resolve from node_modules; the guest sees it read-only.
+  const dir = join(root, '.cache', 'guest-bundle');
+  mkdirSync(dir, { recursive: true });
+  const script = join(dir, 'ipvs-rate.mjs');
+  const cli = join(dir, 'xdir-cli.mjs');
+  // Prebuilt here: under emulation tsx would spend tens of seconds compiling at every director start.
+  const [sender] = await Promise.all([
+    compileSender(dir), bundleForGuest(join(root, 'bench/guest/ipvs-rate.ts'), script), bundleForGuest(join(root, 'control/cli.ts'), cli),
+  ]);
+  const env = ['BENCH_SECONDS', 'BENCH_ROUNDS', 'BENCH_FLOWS', 'BENCH_PAYLOAD']
+    .flatMap((k) => (process.env[k] ? [`${k}=${Number(process.env[k])}`] : []));
+  const output = await runInGuest(`${env.join(' ')} node --enable-source-maps ${script} ${sender} ${cli}`.trim());
+  const line = output.split('\n').find((l) => l.startsWith('BENCH-RESULT '));
+  if (!line) throw new Error(`the guest printed no BENCH-RESULT line; its output:\n${output}`);
+  const result = JSON.parse(line.slice('BENCH-RESULT '.length)) as GuestBenchResult;
+
+  const medians = udpMedians(result.runs, MODES);
+  const missing = MODES.filter((m) => !medians.some((r) => r.mode === m));
+  if (missing.length) throw new Error(`the guest measured no ${missing.join(', ')}; its output:\n${output}`);
+  const pps = (mode: GuestMode) => medians.find((r) => r.mode === mode)!.pps;
+  const base = pps('kernel-forwarding');
+  const ratio = (mode: GuestMode) => Number((pps(mode) / base).toFixed(2));
+  const totalS = Math.round((performance.now() - t0) / 1000);
+  const path = writeResults('ipvs-guest', {
+    where: 'IPVS guest: Debian kernel under qemu (test/guest/), software emulation unless KVM works',
+    kernel: result.kernel, cpus: result.cpus, date: new Date().toISOString(), rounds: result.rounds, wallClockS: totalS,
+    udp: { payloadBytes: result.flood.payload, flows: result.flood.flows, secondsPerRun: result.flood.seconds, servers: 3,
+      median: medians.map((r) => ({ ...r, ratioToKernel: ratio(r.mode) })), runs: result.runs },
+    ratiosToKernelForwarding: Object.fromEntries(MODES.map((m) => [m, ratio(m)])),
+    timeline: result.timeline,
+    note: 'emulated guest: absolute packet rates are not meaningful, compare the ratios measured in the same run',
+  });
+  printTable(medians.map((r) => ({
+    path: r.mode, 'delivered pps': Math.round(r.pps), delivered: `${(100 * r.deliveredShare).toFixed(1)}%`,
+    'vs kernel': ratio(r.mode), runs: r.runs.join(' '),
+  })), {
+    title: `UDP flood in the IPVS guest (kernel ${result.kernel}): ${result.flood.payload}-byte payload, ${result.flood.flows} flows, `
+      + `delivered at 3 real servers (median of ${result.rounds} x ${result.flood.seconds} s; ${totalS} s in all)`,
+    digits: 2,
+  });
+  console.log(`results: ${relative(root, path)} (emulated guest: compare ratios, not rates)`);
+  console.log(`xdp-native / kernel-forwarding pps: ${(pps('xdp-native') / base).toFixed(2)}`);
+  console.log(`ipvs / kernel-forwarding pps: ${(pps('ipvs') / base).toFixed(2)}`);
+  return 0;
+}
+
+main().then((code) => process.exit(code), (err: unknown) => {
+  console.error(`bench-ipvs failed: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
 });
-for (const [mode, why] of Object.entries(result.unavailable)) table.push({ mode: `${mode} (${why})`, 'vs forward': NaN, 'delivered/sent': NaN, rounds: 0 });
-const path = writeResults('ipvs-guest', { ...result, medianPps: Object.fromEntries(pps), ratiosToForward: Object.fromEntries(table.map((r) => [r.mode, r['vs forward']])) });
-printTable(table, { title: 'UDP packet rate inside the IPVS guest (one flow, 18-byte payload), ratio to kernel forwarding', digits: 2 });
-console.log(`\n(absolute rates under emulation are not meaningful; raw rows in ${relative(root, path)})`);

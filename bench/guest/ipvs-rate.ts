@@ -1,87 +1,105 @@
 /**
- * Runs INSIDE the IPVS guest (started by bench/ipvs-guest.ts): one topology, one client flooding
- * UDP at a VIP, the director forwarding it by each data path in turn, the real servers' kernels as
- * the sink (no listener on the port: each datagram ends as UdpNoPorts, no user-space cost).
- * Modes: direct (client -> real server, no director), forward (the director's kernel IP forwarding,
- * ECMP over the real servers), ipvs (IPVS DR), xdp (the XDP path, when it loads on this kernel).
- * Prints one line `BENCH-RESULT {json}` for the host side.
+ * Runs INSIDE the IPVS guest (started by bench/ipvs-guest.ts): the end-to-end UDP packet-rate
+ * measurement of bench/e2e.ts (bench/lib/udp-rate.ts: bounded sendmmsg flood, small datagrams,
+ * several flows, counted as packets received on the real servers' interfaces), on one topology, with
+ * the director forwarding by each data path in turn:
+ *   xdp-native         `xdir run --dataplane xdp --xdp-mode native` on the director's veth (XDP_TX)
+ *   xdp-generic        the same in generic (skb) mode
+ *   ipvs               the IPVS data path in DR mode (VIPs on the director's lo)
+ *   kernel-forwarding  ip_forward with ECMP routes to the same real servers
+ * Only one path at a time can bring a VIP packet to a real server: ip_forward is off except in
+ * kernel-forwarding, and without IPVS the VIP on lo would end the packet at the director.
+ * The modes run interleaved for BENCH_ROUNDS rounds. Prints one line `BENCH-RESULT {json}`.
+ *
+ * Usage: node ipvs-rate.mjs SENDER CLI   (SENDER: compiled bench/udp-flood.c; CLI: bundled control/cli.ts)
+ * Env: BENCH_SECONDS (per measurement, default 2), BENCH_ROUNDS (3), BENCH_FLOWS (16), BENCH_PAYLOAD (18).
  */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { XdpDataplane } from '../../control/dataplane/xdp/xdp-dataplane.js';
-import type { DesiredState } from '../../control/model/types.js';
-import { ipIn, nsRun } from '../../test/lib/netns.js';
+import { parseConfig } from '../../control/sources/file/parse.js';
+import { DirectorProcess } from '../../test/lib/director.js';
 import { startIpvsDirector } from '../../test/lib/ipvs-director.js';
+import { ipIn } from '../../test/lib/netns.js';
 import { Topology } from '../../test/lib/topology.js';
+import { benchConfigText, udpFlood, type UdpRate } from '../lib/udp-rate.js';
 
-const FLOOD = join(fileURLToPath(new URL('./', import.meta.url)), 'udp-flood.mjs');
-const COUNT = Number(process.env.BENCH_PACKETS ?? 40_000);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const PORT = 9; // nobody listens: the real server's kernel counts and drops
+export type GuestMode = 'xdp-native' | 'xdp-generic' | 'ipvs' | 'kernel-forwarding';
 
-interface Row { mode: string; round: number; sent: number; delivered: number; ms: number; pps: number }
-
-async function udpNoPorts(ns: string): Promise<number> {
-  const snmp = (await nsRun(ns, ['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
-  const names = snmp[0]!.split(/\s+/), values = snmp[1]!.split(/\s+/);
-  return Number(values[names.indexOf('NoPorts')]);
+export interface GuestBenchResult {
+  kernel: string;
+  cpus: number;
+  rounds: number;
+  flood: { seconds: number; flows: number; payload: number };
+  runs: (UdpRate<GuestMode> & { round: number })[];
+  /** Seconds from the guest's start of this script to the end of each phase. */
+  timeline: { phase: string; s: number }[];
 }
 
-async function measure(t: Topology, mode: string, round: number, target: string): Promise<Row> {
-  const before = await Promise.all(t.servers.map((s) => udpNoPorts(s.ns)));
-  const { stdout } = await t.exec(t.clients[0]!, [process.execPath, FLOOD, target, String(PORT), String(COUNT), String(SECONDS)],
-    { timeoutMs: (SECONDS + 30) * 1000 });
-  const { sent, ms } = JSON.parse(stdout.trim().split('\n').pop()!) as { sent: number; ms: number };
-  const after = await Promise.all(t.servers.map((s) => udpNoPorts(s.ns)));
-  const delivered = after.reduce((a, v, i) => a + v - before[i]!, 0);
-  return { mode, round, sent, delivered, ms: Math.round(ms), pps: Math.round(delivered / (ms / 1000)) };
-}
-
-const t = await Topology.create({ clients: 1, servers: 2, directorPeer: 'none' });
-const rows: Row[] = [];
-const unavailable: Record<string, string> = {};
-const config: DesiredState = {
-  services: [{
-    vip: t.vip4, port: PORT, protocol: 'udp', scheduler: 'mh', persistence: 0,
-    backends: t.servers.map((s) => ({ address: s.ipv4, weight: 1, mac: s.mac })),
-  }],
+const [sender, cli] = process.argv.slice(2);
+if (!sender || !cli) throw new Error('usage: ipvs-rate.mjs SENDER CLI (started by bench/ipvs-guest.ts)');
+const ROUNDS = Math.max(1, Math.min(10, Number(process.env.BENCH_ROUNDS ?? 3)));
+// Emulated: every process start costs seconds, hence generous slack around each bounded flood.
+const flood = {
+  seconds: Number(process.env.BENCH_SECONDS ?? 2), flows: Number(process.env.BENCH_FLOWS ?? 16),
+  payload: Number(process.env.BENCH_PAYLOAD ?? 18), slackS: 60,
 };
+const started = performance.now();
+const timeline: GuestBenchResult['timeline'] = [];
+const mark = (phase: string) => timeline.push({ phase, s: Math.round((performance.now() - started) / 100) / 10 });
+
+const dir = mkdtempSync(join(tmpdir(), 'xdir-bench-'));
+const t = await Topology.create({ clients: 1, servers: 3, directorPeer: 'none' });
+const runs: GuestBenchResult['runs'] = [];
+let director: DirectorProcess | null = null;
+mark('topology');
 try {
-  // Warm up ARP/ND on every path once, so no round pays for resolution.
-  await t.enableKernelForwarding();
-  for (const s of t.servers) await measure(t, 'warmup', 0, s.ipv4);
-  await measure(t, 'warmup', 0, t.vip4);
-  await t.disableKernelForwarding();
+  const config = join(dir, 'xdir.yaml');
+  writeFileSync(config, benchConfigText(t));
+  const parsed = parseConfig(readFileSync(config, 'utf8'), config);
+  if (!parsed.ok) throw new Error(`bench config does not parse: ${JSON.stringify(parsed.errors)}`);
 
   for (let round = 1; round <= ROUNDS; round++) {
-    rows.push(await measure(t, 'direct', round, t.servers[0]!.ipv4));
-
+    await t.setDirectorPeer('none');
     await t.enableKernelForwarding();
-    rows.push(await measure(t, 'forward', round, t.vip4));
+    runs.push({ ...(await udpFlood(t, sender, 'kernel-forwarding', flood)), round });
     await t.disableKernelForwarding();
+    mark(`round ${round} kernel-forwarding`);
 
-    const ipvs = await startIpvsDirector(t, `/run/xdir-bench-${process.pid}.json`);
-    await ipvs.dataplane.apply(config);
-    rows.push(await measure(t, 'ipvs', round, t.vip4));
-    await ipvs.dataplane.stop({ detach: true });
-    // The VIPs on the director's lo would make it deliver, not forward, in the next round.
-    await ipIn(t.director.ns, 'addr', 'del', `${t.vip4}/32`, 'dev', 'lo');
-    await ipIn(t.director.ns, 'addr', 'del', `${t.vip6}/128`, 'dev', 'lo');
-  }
-  // XDP on this kernel: loading is the question (the 6.1 verifier is older than the host's).
-  // Measuring it needs the director process inside the director's namespace; that is the e2e
-  // bench's setup, so here XDP is only probed and reported.
-  const probe = new XdpDataplane({ interface: 'lo', pinRoot: join(t.bpffs(), 'probe'), attach: false });
-  try {
-    await probe.start();
-    unavailable.xdp = 'loads on this kernel; not measured here (run the e2e bench in the guest)';
-  } catch (err) {
-    unavailable.xdp = `does not load on this kernel: ${(err as Error).message.split('\n')[0]!.replace(/;[^;]*:\s*$/, '')}`;
-  } finally {
-    await probe.stop({ detach: true }).catch(() => undefined);
+    const ipvs = await startIpvsDirector(t, join(dir, 'ipvs-services.json'));
+    try {
+      await ipvs.dataplane.apply(parsed.state);
+      runs.push({ ...(await udpFlood(t, sender, 'ipvs', flood)), round });
+    } finally {
+      await ipvs.dataplane.stop({ detach: true });
+      // The VIPs on the director's lo would make it deliver, not forward, in the other modes.
+      await ipIn(t.director.ns, 'addr', 'del', `${t.vip4}/32`, 'dev', 'lo');
+      await ipIn(t.director.ns, 'addr', 'del', `${t.vip6}/128`, 'dev', 'lo');
+    }
+    mark(`round ${round} ipvs`);
+
+    for (const mode of ['xdp-native', 'xdp-generic'] as const) {
+      // Native XDP_TX on a veth needs the peer's XDP queue (see DirectorPeerSetup); generic does not.
+      await t.setDirectorPeer(mode === 'xdp-native' ? 'xdp-pass' : 'none');
+      director = await DirectorProcess.start(t, {
+        config, cli, xdpMode: mode === 'xdp-native' ? 'native' : 'generic', waitReady: false,
+        pinRoot: join(t.bpffs(), `${mode}-${round}`), extraArgs: ['--dataplane', 'xdp', '--detach-on-exit'],
+      });
+      // Loading and verifying the program under emulation takes a while.
+      await director.waitForLog(/director running/, 180_000);
+      runs.push({ ...(await udpFlood(t, sender, mode, flood)), round });
+      await director.stop();
+      director = null;
+      mark(`round ${round} ${mode}`);
+    }
   }
 } finally {
+  await director?.stop();
   await t.destroy();
+  rmSync(dir, { recursive: true, force: true });
 }
-process.stdout.write(`BENCH-RESULT ${JSON.stringify({ rows, unavailable, count: COUNT, seconds: SECONDS })}\n`);
+const result: GuestBenchResult = {
+  kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), cpus: cpus().length, rounds: ROUNDS,
+  flood: { seconds: flood.seconds, flows: flood.flows, payload: flood.payload }, runs, timeline,
+};
+process.stdout.write(`BENCH-RESULT ${JSON.stringify(result)}\n`);

@@ -29,6 +29,8 @@ export interface UdpRate<M extends string = string> {
   mode: M;
   sent: number;
   delivered: number;
+  /** What each real server received (t.servers order): shows the flows spread over all of them. */
+  perServer: number[];
   seconds: number;
   pps: number;
   deliveredShare: number;
@@ -76,14 +78,12 @@ ${backends}
 `;
 }
 
-/** Packets received on the real servers' interfaces, summed. */
-export async function serverRx(t: Topology): Promise<number> {
-  let total = 0;
-  for (const s of t.servers) {
+/** Packets received on each real server's interface, in t.servers order. */
+export async function serverRx(t: Topology): Promise<number[]> {
+  return Promise.all(t.servers.map(async (s) => {
     const { stdout } = await t.exec(s, ['ip', '-s', '-j', 'link', 'show', s.ifname]);
-    total += Number((JSON.parse(stdout) as { stats64: { rx: { packets: number } } }[])[0]!.stats64.rx.packets);
-  }
-  return total;
+    return Number((JSON.parse(stdout) as { stats64: { rx: { packets: number } } }[])[0]!.stats64.rx.packets);
+  }));
 }
 
 /** One bounded flood at the VIP through whatever data path the director runs now. */
@@ -98,8 +98,10 @@ export async function udpFlood<M extends string>(t: Topology, sender: string, mo
   const { stdout } = await t.exec(t.clients[0]!, args(o.seconds, MAX_PACKETS), { timeoutMs: o.seconds * 1000 + slackMs });
   const sent = JSON.parse(stdout.trim()) as { sent: number; elapsedS: number };
   await sleep(300); // let queues drain into the counters
-  const delivered = (await serverRx(t)) - before;
-  return { mode, sent: sent.sent, delivered, seconds: sent.elapsedS, pps: delivered / sent.elapsedS, deliveredShare: delivered / Math.max(1, sent.sent) };
+  const perServer = (await serverRx(t)).map((n, i) => n - before[i]!);
+  const delivered = perServer.reduce((a, n) => a + n, 0);
+  return { mode, sent: sent.sent, delivered, perServer, seconds: sent.elapsedS, pps: delivered / sent.elapsedS,
+    deliveredShare: delivered / Math.max(1, sent.sent) };
 }
 
 /** Per mode (in the order given), the medians over its runs. */

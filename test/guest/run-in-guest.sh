@@ -13,8 +13,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 guest=$("$here/build-guest.sh")
 x=$(mktemp -d)
 trap 'rm -rf "$x"' EXIT
+# The guest's /tmp and /run are fresh tmpfs over the host's, so a working directory below them (a CI
+# clone in /tmp, say) is shared on its own, read-only, and mounted at the same path in the guest.
+cwd_share=()
+case "$PWD" in
+  /tmp|/tmp/*|/run|/run/*) cwd_share=(-virtfs "local,path=$PWD,mount_tag=cwd,security_model=none,readonly=on,multidevs=remap") ;;
+esac
 { echo "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp CI=${CI:-} XDIR_IN_GUEST=1"
   echo "export XDIR_LOG_LEVEL=${XDIR_LOG_LEVEL:-warn}"
+  if [ ${#cwd_share[@]} -gt 0 ]; then
+    printf 'mkdir -p %q && mount -t 9p -o trans=virtio,version=9p2000.L,ro cwd %q || exit 96\n' "$PWD" "$PWD"
+  fi
   printf 'cd %q || exit 97\n' "$PWD"
   printf '%s\n' "$1"; } > "$x/cmd.sh"
 accel=${GUEST_ACCEL:-}
@@ -29,6 +38,7 @@ timeout "${GUEST_TIMEOUT:-600}" qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -
   -append "console=ttyS0 quiet panic=-1" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs local,path="$x",mount_tag=xfer,security_model=none \
+  "${cwd_share[@]}" \
   > "$x/console.log" 2>&1 || status=$?
 [ -f "$x/out.log" ] && cat "$x/out.log"
 if [ -f "$x/rc" ]; then exit "$(cat "$x/rc")"; fi
