@@ -259,9 +259,17 @@ export async function main(argv: string[]): Promise<number> {
     await observability?.stop();
     await dataplane?.stop({ detach });
   };
+  // Installed before anything starts: Node's default for SIGHUP is to exit.
+  const onHup = () => source?.reload();
+  process.on('SIGHUP', onHup);
   try {
     // The source first: a bad config file fails before the data path is touched (a running one keeps its state).
     source = await startSource(opts.source, (s) => reconciler.submit(s), ac.signal);
+    if (opts.dataplane !== 'ipvs' && !opts.pinRoot) {
+      // A fresh host may not have bpffs mounted yet; mount it rather than fail (needs root, else the load says how).
+      const { ensureBpffs } = await import('../bpf/bpffs.js');
+      try { ensureBpffs(); } catch (err) { log.warn({ err: (err as Error).message }, 'cannot mount bpffs at /sys/fs/bpf'); }
+    }
     const selected = await createDataplane({
       dataplane: opts.dataplane,
       ...(opts.interface ? { xdp: await xdpDataplaneOptions({ ...opts, interface: opts.interface }) } : {}),
@@ -287,8 +295,6 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`xdir run: ${message}`);
     return 1;
   }
-  const onHup = () => source?.reload();
-  process.on('SIGHUP', onHup);
   if (!ac.signal.aborted) {
     log.info({ dataplane: dataplane.kind, fallbackReason, interface: opts.interface, source: opts.source.kind,
       services: dataplane.services().length, pid: process.pid }, 'director running');

@@ -4,6 +4,7 @@
  * in `fallbackReason` for the gRPC API and the metrics. When no data path can start, the error
  * says what each one lacks.
  */
+import { queryXdp } from '../bpf/xdp.js';
 import { logger, type Logger } from '../log.js';
 import type { Dataplane, DataplaneKind } from './dataplane.js';
 import { IpvsDataplane, type IpvsDataplaneOptions } from './ipvs/ipvs-dataplane.js';
@@ -45,6 +46,15 @@ function firstLine(text: string): string {
   return line.length > 300 ? `${line.slice(0, 297)}...` : line;
 }
 
+/** The XDP program on `ifname`, if any; an interface that cannot be queried (e.g. absent) has none. */
+function attachedXdp(ifname: string): ReturnType<typeof queryXdp> {
+  try {
+    return queryXdp(ifname);
+  } catch {
+    return null;
+  }
+}
+
 function why(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -78,6 +88,18 @@ export async function createDataplane(opts: CreateDataplaneOptions): Promise<Sel
   } catch (err) {
     opts.signal?.throwIfAborted();
     xdpFailure = why(err);
+  }
+  // An XDP program left attached by an earlier run keeps forwarding from its last maps, ahead of
+  // IPVS: falling back would leave config edits without effect, so say what to do instead.
+  const ifname = opts.xdp?.interface;
+  const leftover = ifname ? attachedXdp(ifname) : null;
+  if (leftover) {
+    throw new NoDataplaneError(
+      `XDP could not start (${firstLine(xdpFailure)}), and XDP program id ${leftover.progId} (${leftover.mode}) is still ` +
+      `attached to ${ifname} from an earlier run: it keeps forwarding with its last maps and would bypass IPVS, so the ` +
+      `director does not fall back. Fix the XDP error, or detach it (\`ip link set dev ${ifname} xdp off\`) to run on IPVS`,
+      { xdp: xdpFailure },
+    );
   }
   // The API and the metric get the first line; the log gets everything (e.g. the verifier's log).
   const fallbackReason = `XDP could not start: ${firstLine(xdpFailure)}`;

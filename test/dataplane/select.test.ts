@@ -13,6 +13,7 @@ import * as readline from 'node:readline';
 import { NoDataplaneError, createDataplane } from '../../control/dataplane/select.js';
 import { deleteNamespaceSync, ipIn, run, waitExit } from '../lib/netns.js';
 import { privilegedTest } from '../lib/privileged.js';
+import { xdpPassObject } from '../lib/topology.js';
 
 const NS = `xsel-${process.pid}`;
 const RUN = `/run/xdir-test/xsel-${process.pid}`;
@@ -64,6 +65,26 @@ privilegedTest('--dataplane=auto on this kernel picks XDP and attaches it; no fa
   }
   const { stdout } = await ipIn(NS, '-d', 'link', 'show', 'dev', 'xs0');
   assert.not.match(stdout, /prog\/xdp/, 'stop with detach removed it');
+});
+
+privilegedTest('--dataplane=auto does not fall back to IPVS while an earlier XDP program is still attached', async () => {
+  // The leftover program would keep forwarding from its last maps, ahead of IPVS.
+  await ipIn(NS, 'link', 'set', 'dev', 'xs0', 'xdpdrv', 'obj', await xdpPassObject(), 'sec', 'xdp');
+  try {
+    const child = spawn('ip', ['netns', 'exec', NS, process.execPath, '--import', 'tsx', CHILD, 'xs0', join(BPFFS, 'xdir'), '/nonexistent/director.bpf.o'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const line = await new Promise<string>((resolve, reject) => {
+      readline.createInterface({ input: child.stdout! }).once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`child exited (${code}) before reporting`)));
+    });
+    await waitExit(child, 20_000);
+    const got = JSON.parse(line) as { error?: string };
+    assert.match(String(got.error), /is still attached to xs0 from an earlier run/);
+    assert.match(String(got.error), /ip link set dev xs0 xdp off/);
+  } finally {
+    await ipIn(NS, 'link', 'set', 'dev', 'xs0', 'xdpdrv', 'off');
+  }
 });
 
 privilegedTest('--dataplane=ipvs on a kernel without IPVS fails naming CONFIG_IP_VS', async () => {

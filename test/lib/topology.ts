@@ -269,7 +269,7 @@ export async function withTopology<T>(opts: TopologyOptions, fn: (t: Topology) =
 
 /** Compiles test/lib/xdp-pass.bpf.c once per process (clang is a build prerequisite). */
 let passObject: Promise<string> | null = null;
-function xdpPassObject(): Promise<string> {
+export function xdpPassObject(): Promise<string> {
   passObject ??= (async () => {
     const src = fileURLToPath(new URL('./xdp-pass.bpf.c', import.meta.url));
     mkdirSync(RUN_DIR, { recursive: true });

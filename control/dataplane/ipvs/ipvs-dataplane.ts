@@ -46,9 +46,17 @@ export class IpvsDataplane implements Dataplane {
   async start(signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     if (this.client) return;
-    this.client = IpvsClient.open({ netns: this.opts.netns });
-    const info = this.client.info();
-    this.owned = this.ownership.load();
+    const client = IpvsClient.open({ netns: this.opts.netns });
+    let info: ReturnType<IpvsClient['info']>;
+    try {
+      info = client.info();
+      this.owned = this.ownership.load();
+    } catch (err) {
+      // Not half-started: a retried start() must try again from scratch.
+      client.close();
+      throw err;
+    }
+    this.client = client;
     const { current } = this.readKernel();
     const gone = [...this.owned].filter((k) => !current.has(k));
     if (gone.length) {

@@ -5,6 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { isLoopbackHost } from '../grpc/listen-address.js';
 import { logger } from '../../log.js';
 
 const log = logger('metrics');
@@ -31,6 +32,10 @@ export async function startMetricsServer(
   address: string = DEFAULT_METRICS_ADDRESS,
 ): Promise<RunningMetricsServer> {
   const { host, port } = parseHostPort(address, '--metrics-address');
+  if (!isLoopbackHost(host)) {
+    // Read-only, but it lists every VIP and backend: the default stays on loopback.
+    log.warn({ address }, 'metrics endpoint listens beyond loopback without TLS; it exposes the VIP and backend inventory');
+  }
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
