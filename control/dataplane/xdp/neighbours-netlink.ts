@@ -24,6 +24,12 @@ export class NetlinkNeighbourResolver implements NeighbourResolver {
   private sock: NetlinkSocket | null = null;
   private readonly waitMs: number;
   private readonly pollMs: number;
+  /**
+   * The last dump of each (interface, family) table, reused for `pollMs`: an apply asks about every
+   * backend at once, and one dump answers them all (a dump per address would cost backends x table
+   * size, synchronously, on the event loop).
+   */
+  private readonly tables = new Map<string, { atMs: number; macs: Map<string, string | null> }>();
 
   constructor(private readonly opts: NetlinkNeighbourResolverOptions = {}) {
     this.waitMs = opts.waitMs ?? 1000;
@@ -35,30 +41,39 @@ export class NetlinkNeighbourResolver implements NeighbourResolver {
     return this.sock;
   }
 
+  /** address -> usable MAC (null: known but not usable) for one interface and family, at most pollMs old. */
+  private table(index: number, family: 4 | 6): Map<string, string | null> {
+    const key = `${index}/${family}`;
+    const now = Date.now();
+    const cached = this.tables.get(key);
+    if (cached && now - cached.atMs < this.pollMs) return cached.macs;
+    const macs = new Map<string, string | null>();
+    for (const n of dumpNeighbours(this.socket(), index, family)) macs.set(n.address, isUsable(n) ? n.mac : null);
+    this.tables.set(key, { atMs: now, macs });
+    return macs;
+  }
+
   /** The usable MAC for `address` on `ifname`, starting resolution when the kernel has none. */
   async lookup(address: string, ifname: string): Promise<string | null> {
     const parsed = parseAddress(address);
     if (!parsed) throw new Error(`neighbour lookup: '${address}' is not an IP address`);
     const canonical = formatAddress(parsed.bytes);
-    const sock = this.socket();
-    const { index } = linkByName(sock, ifname);
-    const find = (): string | null => {
-      const n = dumpNeighbours(sock, index, parsed.family).find((e) => e.address === canonical);
-      return n && isUsable(n) ? n.mac : null;
-    };
+    const { index } = linkByName(this.socket(), ifname);
+    const find = (): string | null => this.table(index, parsed.family).get(canonical) ?? null;
     const known = find();
     if (known) return known;
-    triggerResolution(sock, canonical, index);
+    triggerResolution(this.socket(), canonical, index);
     const deadline = Date.now() + this.waitMs;
     for (;;) {
+      await sleep(Math.min(this.pollMs, Math.max(1, deadline - Date.now())));
       const mac = find();
       if (mac || Date.now() >= deadline) return mac;
-      await sleep(Math.min(this.pollMs, Math.max(1, deadline - Date.now())));
     }
   }
 
   close(): void {
     this.sock?.close();
     this.sock = null;
+    this.tables.clear();
   }
 }
