@@ -28,6 +28,28 @@ export interface ValidationResult {
   errors: ValidationError[];
 }
 
+/** checkService's verdict on one input object. */
+interface CheckedService {
+  key: string | undefined;
+  ok: VirtualService | null;
+  problems: string[];
+}
+
+/**
+ * What validateDesiredState keeps between calls for a caller that validates states again and again
+ * (a data path): a service handed over again as the same object is not checked again, and keeps
+ * its canonical object (so later stages can tell it is unchanged by identity); duplicate keys are
+ * found without building a map of every key per call. Input objects must not be modified once
+ * validated; sources build new objects for changes.
+ */
+export class ValidationMemo {
+  /** Verdicts by input object. */
+  readonly checked = new WeakMap<object, CheckedService>();
+  /** Per service key: the call that last kept a service under it, and that service's origin. */
+  readonly kept = new Map<string, { call: number; origin: string | undefined }>();
+  calls = 0;
+}
+
 /** Largest persistence timeout (seconds): IPVS keeps it in jiffies in 32 bits (about 49 days at HZ=1000). */
 export const MAX_PERSISTENCE_S = 31 * 24 * 3600;
 
@@ -99,10 +121,32 @@ function keyOf(raw: VirtualService): string | undefined {
   return undefined;
 }
 
-export function validateDesiredState(input: DesiredState): ValidationResult {
+/** `key` only for an error whose service keeps its last good version programmed (see ValidationError.key). */
+function pushError(errors: ValidationError[], service: string, origin: string | undefined, key: string | undefined, message: string): void {
+  errors.push({
+    service, message,
+    ...(origin === undefined ? {} : { origin }),
+    ...(key === undefined ? {} : { key }),
+  });
+}
+
+export function validateDesiredState(input: DesiredState, memo?: ValidationMemo): ValidationResult {
   const errors: ValidationError[] = [];
   const services: VirtualService[] = [];
+  const call = memo ? ++memo.calls : 0;
   const firstOrigin = new Map<string, string | undefined>();
+  /** The service kept under `key` earlier in this call, or null (after noting this one as the first). */
+  const keptBefore = (key: string, origin: string | undefined): { origin: string | undefined } | null => {
+    if (!memo) {
+      if (firstOrigin.has(key)) return { origin: firstOrigin.get(key) };
+      firstOrigin.set(key, origin);
+      return null;
+    }
+    const rec = memo.kept.get(key);
+    if (rec?.call === call) return rec;
+    if (rec) { rec.call = call; rec.origin = origin; } else memo.kept.set(key, { call, origin });
+    return null;
+  };
   const list: readonly VirtualService[] = Array.isArray(input?.services) ? input.services : [];
   if (!Array.isArray(input?.services)) {
     errors.push({ service: '(all)', message: 'desired state has no services list; nothing is programmed from it' });
@@ -112,28 +156,31 @@ export function validateDesiredState(input: DesiredState): ValidationResult {
       errors.push({ service: `service #${index + 1}`, message: 'is not an object' });
       return;
     }
-    const key = keyOf(raw);
+    let checked = memo?.checked.get(raw);
+    if (!checked) {
+      const problems: string[] = [];
+      checked = { key: keyOf(raw), ok: checkService(raw, problems), problems };
+      memo?.checked.set(raw, checked);
+    }
+    const { key, ok, problems } = checked;
     const service = key ?? `service #${index + 1}`;
     const origin = typeof raw.origin === 'string' ? raw.origin : undefined;
-    const report = (message: string, withKey: boolean) => errors.push({
-      service, message,
-      ...(origin === undefined ? {} : { origin }),
-      ...(withKey && key !== undefined ? { key } : {}),
-    });
-    const problems: string[] = [];
-    const ok = checkService(raw, problems);
     if (!ok) {
-      report(`${problems.join('; ')}; the service is skipped until fixed`, true);
+      pushError(errors, service, origin, key, `${problems.join('; ')}; the service is skipped until fixed`);
       return;
     }
-    if (firstOrigin.has(service)) {
-      const first = firstOrigin.get(service);
-      report(`duplicate service ${service}${first ? ` (first defined at ${first})` : ''}; the first definition is kept, remove or change this one`, false);
+    const first = keptBefore(service, origin);
+    if (first) {
+      pushError(errors, service, origin, undefined,
+        `duplicate service ${service}${first.origin ? ` (first defined at ${first.origin})` : ''}; the first definition is kept, remove or change this one`);
       return;
     }
-    firstOrigin.set(service, origin);
     services.push(ok);
   });
+  // Forget keys no longer in use (amortised: only once they outnumber the services in use).
+  if (memo && memo.kept.size > 2 * services.length + 1024) {
+    for (const [key, rec] of memo.kept) if (rec.call !== call) memo.kept.delete(key);
+  }
   return { state: { services }, errors };
 }
 

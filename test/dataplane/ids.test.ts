@@ -46,4 +46,43 @@ test('adopt rebuilds from the maps and refuses contradictions', () => {
   assert.throws(() => IdAllocator.adopt(4, 'VIP', [['a', 4]]), /outside 0\.\.3/);
 });
 
+test('a draft sees its own changes, leaves the allocator alone, and commit replays the same ids', () => {
+  const a = new IdAllocator(4, 'backend');
+  a.allocate('x'); a.allocate('y'); a.release('x'); // queue: 2, 3, 0
+  const d = a.draft();
+  assert.is(d.allocate('z'), 2);
+  assert.is(d.release('y'), 1);
+  assert.is(d.allocate('w'), 3);
+  assert.is(d.allocate('v'), 0);
+  assert.is(d.allocate('u'), 1, 'an id freed in the draft comes last');
+  assert.is(d.allocate('t'), null);
+  assert.equal(d.entries(), [['v', 0], ['u', 1], ['z', 2], ['w', 3]]);
+  assert.is(d.size, 4);
+  assert.equal(a.entries(), [['y', 1]], 'the allocator is untouched until commit');
+  assert.is(d.commit(), a);
+  assert.equal(a.entries(), [['v', 0], ['u', 1], ['z', 2], ['w', 3]]);
+  assert.throws(() => d.allocate('s'), /already committed/);
+});
+
+test('rollbackTo puts ids back where they were in the queue; a stale draft refuses to work', () => {
+  const a = new IdAllocator(3, 'VIP');
+  const d = a.draft();
+  d.allocate('a');
+  const mark = d.mark();
+  d.allocate('b'); d.release('a'); d.allocate('c');
+  d.rollbackTo(mark);
+  assert.equal(d.entries(), [['a', 0]]);
+  assert.is(d.allocate('b'), 1, 'the rolled-back id is handed out first again');
+  const other = a.draft();
+  d.commit();
+  assert.throws(() => other.allocate('x'), /stale/);
+  // A draft over a draft commits into it.
+  const d2 = a.draft(), d3 = d2.draft();
+  d3.allocate('z');
+  assert.is(d2.get('z'), undefined);
+  d3.commit();
+  assert.is(d2.get('z'), 2);
+  assert.is(a.get('z'), undefined);
+});
+
 test.run();

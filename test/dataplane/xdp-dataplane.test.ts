@@ -189,6 +189,38 @@ privilegedTest('a restart adopts the maps, and the same desired state then write
   }
 });
 
+privilegedTest('a write failing half-way leaves the data path as the maps are; the next apply finishes the job', async () => {
+  let failAt = -1;
+  const ops: MapOp[] = [];
+  await withDataplane(async ({ dp, pinRoot }) => {
+    await dp.apply({ services: [WEB] });
+    ops.length = 0;
+    failAt = 6; // the 6th write (DNS6's ring) lands, then fails: after the new backends, before any vips entry
+    let failed = false;
+    try {
+      await dp.apply(STATE);
+    } catch (err) {
+      failed = true;
+      assert.match((err as Error).message, /the maps were re-read/);
+    }
+    assert.ok(failed, 'the apply reports the failed write');
+    assert.ok(ops.some((o) => o.kind === 'ring-set'), 'a ring was written before the failure');
+    failAt = -1;
+    const half = readMaps(pinRoot);
+    assert.equal([...half.vips.keys()], ['tcp/198.18.0.10:80'], 'no new VIP was published without its ring');
+    assert.equal(dp.services().map((s) => s.key), ['tcp/198.18.0.10:80']);
+    const r = await dp.apply(STATE);
+    assert.is(r.servicesAdded, 2);
+    const m = readMaps(pinRoot);
+    assert.equal([...m.vips.keys()].sort(), ['tcp/198.18.0.10:80', 'tcp/198.18.0.11:443', 'udp/[fd00::10]:53']);
+    assert.is(m.backends.size, 5);
+    for (const v of m.vips.values()) for (const id of new Set(m.rings.get(v.vipId)!.ring)) assert.ok(m.backends.has(id), `ring names backend ${id}`);
+    ops.length = 0;
+    await dp.apply(STATE);
+    assert.equal(ops, [], 'and then nothing is left to write');
+  }, { onMapWrite: (op) => { ops.push(op); if (failAt >= 0 && --failAt === 0) throw new Error('injected write failure'); } });
+});
+
 const DIRECTOR_MAC = '02:d1:00:00:00:01';
 function syn(dst: string, dport: number, sport = 40000): Buffer {
   return frame({
@@ -252,6 +284,12 @@ privilegedTest('MACs come from the kernel neighbour table, including ones learne
         return m.backends.get(m.idOf('198.18.2.2')!)!.mac === '02:be:00:00:01:02';
       }, 10_000, 50);
       assert.equal(dp.services()[0]!.backends.map((b) => b.state), ['active', 'active']);
+      // A rejected edit of the service (an IPv6 backend on an IPv4 VIP) keeps its learned MACs.
+      const bad = svc('198.18.0.10', 80, [{ address: '198.18.2.1', weight: 1 }, { address: 'fd00::1', weight: 1 }]);
+      await dp.apply({ services: [bad] });
+      m = readMaps(pinRoot);
+      assert.is(m.backends.get(m.idOf('198.18.2.1')!)!.mac, '02:be:00:00:01:01', 'a rejected edit keeps the learned MAC');
+      assert.is(m.backends.get(m.idOf('198.18.2.2')!)!.mac, '02:be:00:00:01:02');
     }, { interface: 'v0', neighbours: resolver, macRefreshMs: 50 });
   } finally {
     deleteNamespaceSync(ns);

@@ -1,7 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { IdAllocator } from '../../control/dataplane/xdp/ids.js';
-import { emptyProgrammedState, planApply, type MapOp, type ProgrammedState } from '../../control/dataplane/xdp/plan.js';
+import { commitPlan, emptyProgrammedState, planApply, type MapOp, type ProgrammedState } from '../../control/dataplane/xdp/plan.js';
+import { RingCache } from '../../control/dataplane/xdp/ring-cache.js';
 import { VIP_F_HASH_SRC_ONLY } from '../../control/dataplane/xdp/codecs.js';
 import type { Backend, DesiredState, VirtualService } from '../../control/model/types.js';
 
@@ -188,6 +189,53 @@ test('a service whose new definition was rejected is kept as programmed, not rem
   assert.is(p2.next.vips.get('udp/[fd00::10]:53'), p1.next.vips.get('udp/[fd00::10]:53'));
   assert.ok(p2.next.backends.has('fd00::2'), 'its backends stay too');
   assert.equal(p2.result, { servicesAdded: 0, servicesUpdated: 0, servicesRemoved: 0, servicesUnchanged: 2 });
+});
+
+test('planning never modifies the current state; commitPlan moves the allocators on', () => {
+  const p1 = planApply(fresh(), desired(A, B), opts);
+  const s1 = commitPlan(p1.next);
+  const snapshot = { vips: [...s1.vips], backends: [...s1.backends], vipIds: s1.vipIds.entries(), backendIds: s1.backendIds.entries() };
+  const p2 = planApply(s1, desired(A, C), opts); // drops B, adds C
+  assert.equal({ vips: [...s1.vips], backends: [...s1.backends], vipIds: s1.vipIds.entries(), backendIds: s1.backendIds.entries() }, snapshot);
+  assert.is(p2.next.vips.get('tcp/198.18.0.10:80'), s1.vips.get('tcp/198.18.0.10:80'), 'unchanged entries are shared');
+  const s2 = commitPlan(p2.next);
+  assert.is(s2.vipIds, s1.vipIds, 'committed into the same allocator');
+  assert.equal(s2.vipIds.entries().map(([k]) => k).sort(), ['tcp/198.18.0.10:443', 'tcp/198.18.0.10:80']);
+  assert.is(s2.backendIds.get('fd00::1'), undefined);
+  // The same state again (the very objects) writes nothing, and so does an equal copy.
+  assert.equal(planApply(s2, desired(A, C), opts).ops, []);
+  const copy = planApply(s2, desired(structuredClone(A), structuredClone(C)), opts);
+  assert.equal(copy.ops, []);
+  assert.equal(copy.result, { servicesAdded: 0, servicesUpdated: 0, servicesRemoved: 0, servicesUnchanged: 2 });
+});
+
+test('services with the same backends share one ring; a cache carries rings across applies', () => {
+  const twin = svc('198.18.0.20', 80, [...A.backends]);
+  const ringCache = new RingCache();
+  const p = planApply(fresh(), desired(A, twin), { ...opts, ringCache });
+  const ringA = p.next.vips.get('tcp/198.18.0.10:80')!.ring!;
+  assert.is(p.next.vips.get('tcp/198.18.0.20:80')!.ring, ringA);
+  assert.is(p.ops.filter((o) => o.kind === 'ring-set').length, 2, 'each VIP still gets its own ring map');
+  const third = svc('198.18.0.30', 80, [...A.backends].reverse());
+  const q = planApply(commitPlan(p.next), desired(A, twin, third), { ...opts, ringCache });
+  assert.is(q.next.vips.get('tcp/198.18.0.30:80')!.ring, ringA);
+});
+
+test('a service skipped for want of ids takes none; the next service gets them', () => {
+  const big = svc('198.18.0.40', 80, [1, 2, 3, 4, 5].map((i) => ({ address: `198.18.3.${i}`, weight: 1 })));
+  const small = svc('198.18.0.41', 80, [{ address: '198.18.3.9', weight: 1 }]);
+  const p = planApply(fresh(16, 4), desired(big, small), opts);
+  assert.equal(p.skipped.map((s) => s.service), ['tcp/198.18.0.40:80']);
+  assert.is(p.next.backends.get('198.18.3.9')!.id, 0, 'ids the skipped service took went back to the front');
+  assert.is(p.next.vips.get('tcp/198.18.0.41:80')!.id, 0);
+});
+
+test('a static MAC given by a service kept after a rejected update stays', () => {
+  const withMac = svc('198.18.0.50', 80, [{ address: '198.18.4.1', weight: 1, mac: '02:00:00:00:00:41' }]);
+  const p1 = planApply(fresh(), desired(withMac, C), opts);
+  const p2 = planApply(p1.next, desired(C), { ...opts, retain: new Set(['tcp/198.18.0.50:80']) });
+  assert.equal(p2.ops, []);
+  assert.is(p2.next.backends.get('198.18.4.1')!.mac, '02:00:00:00:00:41');
 });
 
 test.run();

@@ -8,12 +8,20 @@
  * entries, a new VIP only once its ring exists; (4) removals: a VIP's vips entry before its ring,
  * rings no longer wanted; (5) backend ids no ring names any more are cleared and freed. New ids
  * are taken before old ones are freed, so no id changes meaning within one apply.
+ *
+ * Cost: O(what changed) plus one cheap pass over the desired services and the backends. A service
+ * that is the very object last programmed for its key is skipped on sight (sources keep unchanged
+ * services identical); ids are taken in drafts (ids.ts) rather than copies of the allocators; the
+ * next state shares every unchanged entry with the current one (so neither may be modified); VIPs
+ * with the same backends share one ring build (ring-cache.ts).
  */
 import { buildMaglevRing } from '../../model/maglev.js';
 import { serviceKey, type DesiredState, type VirtualService } from '../../model/types.js';
 import type { ApplyResult } from '../dataplane.js';
 import { VIP_F_HASH_SRC_ONLY, type BackendEntry, type VipKey } from './codecs.js';
-import { IdAllocator } from './ids.js';
+import { IdAllocator, IdDraft, type IdSpace } from './ids.js';
+import { MapEdit } from './layered-map.js';
+import { RingCache } from './ring-cache.js';
 
 export interface ProgrammedBackend {
   id: number;
@@ -28,7 +36,7 @@ export interface ProgrammedVip {
   vipKey: VipKey;
   id: number;
   flags: number;
-  /** Backend id per slot, or null when the VIP has no ring (no backend with weight > 0). */
+  /** Backend id per slot, or null when the VIP has no ring (no backend with weight > 0). Shared: never modify. */
   ring: Uint32Array | null;
   /** What the ring was built from (see ringSignature); null when adopted from the maps, so the ring's contents decide. */
   ringInput: string | null;
@@ -38,13 +46,24 @@ export interface ProgrammedVip {
   backendAddresses: readonly string[];
 }
 
+/** Which programmed VIPs keep one backend alive. */
+export interface BackendUse {
+  /** VIPs whose backendAddresses name it. */
+  readonly vips: number;
+  /** The static MACs their definitions give it (one per VIP that gives one). */
+  readonly staticMacs: readonly string[];
+}
+
+/** What the maps hold. States share unchanged parts with the states planned from them: never modify one. */
 export interface ProgrammedState {
   /** By serviceKey(). */
-  vips: Map<string, ProgrammedVip>;
+  vips: ReadonlyMap<string, ProgrammedVip>;
   /** By backend address. */
-  backends: Map<string, ProgrammedBackend>;
-  vipIds: IdAllocator;
-  backendIds: IdAllocator;
+  backends: ReadonlyMap<string, ProgrammedBackend>;
+  vipIds: IdSpace;
+  backendIds: IdSpace;
+  /** By backend address; derived from `vips` (planApply computes it when absent, e.g. after adopting the maps). */
+  backendUses?: ReadonlyMap<string, BackendUse>;
 }
 
 export function emptyProgrammedState(maxVips: number, maxBackends: number): ProgrammedState {
@@ -87,6 +106,8 @@ export interface PlanOptions {
    * rejected (ValidationError.key): kept exactly as programmed instead of being removed.
    */
   retain?: ReadonlySet<string>;
+  /** Rings built by earlier applies (default: a cache for this apply only). */
+  ringCache?: RingCache;
 }
 
 /** The inputs that fully determine a ring: backends (address, weight, id) in canonical order, and the ring size. */
@@ -108,9 +129,13 @@ function sameRing(a: Uint32Array | null, b: Uint32Array | null): boolean {
 function sameService(a: VirtualService, b: VirtualService): boolean {
   const norm = (s: VirtualService) => JSON.stringify({
     s: s.scheduler, p: s.persistence,
-    b: [...s.backends].sort((x, y) => (x.address < y.address ? -1 : 1)).map((x) => [x.address, x.weight, x.mac ?? null]),
+    b: [...s.backends].sort(byAddress).map((x) => [x.address, x.weight, x.mac ?? null]),
   });
   return norm(a) === norm(b);
+}
+
+function byAddress(x: { address: string }, y: { address: string }): number {
+  return x.address < y.address ? -1 : x.address > y.address ? 1 : 0;
 }
 
 /** The VIP's ring as backend ids, or null when it has no backend with weight > 0. */
@@ -123,13 +148,75 @@ export function buildRing(service: VirtualService, ids: ReadonlyMap<string, numb
   return out;
 }
 
+/** serviceKey() per service object (services are immutable): unchanged services cost no string building. */
+const keyOfObject = new WeakMap<VirtualService, string>();
+function keyOf(service: VirtualService): string {
+  let key = keyOfObject.get(service);
+  if (key === undefined) {
+    key = serviceKey(service);
+    keyOfObject.set(service, key);
+  }
+  return key;
+}
+
+const NO_MACS: readonly string[] = [];
+
+/** Static MACs the VIP's definition gives its backends, or null when it gives none. */
+function staticMacsOf(v: ProgrammedVip): Map<string, string> | null {
+  let out: Map<string, string> | null = null;
+  if (v.service) for (const b of v.service.backends) if (b.mac !== undefined) (out ??= new Map()).set(b.address, b.mac);
+  return out;
+}
+
+/** How many VIPs keep each backend alive, and the static MACs they give it. */
+export function backendUsesOf(vips: ReadonlyMap<string, ProgrammedVip>): Map<string, BackendUse> {
+  const out = new Map<string, BackendUse>();
+  for (const v of vips.values()) addUse(out, v, 1, null);
+  return out;
+}
+
+type UsesWriter = Pick<MapEdit<string, BackendUse>, 'get' | 'set' | 'delete'>;
+
+/** Adds (+1) or removes (-1) one VIP's use of its backends; `touched` collects the addresses. */
+function addUse(uses: UsesWriter, v: ProgrammedVip, delta: 1 | -1, touched: Set<string> | null): void {
+  const macs = staticMacsOf(v);
+  for (const address of v.backendAddresses) {
+    touched?.add(address);
+    const old = uses.get(address);
+    const count = (old?.vips ?? 0) + delta;
+    if (count <= 0) { uses.delete(address); continue; }
+    let staticMacs = old?.staticMacs ?? NO_MACS;
+    const mac = macs?.get(address);
+    if (mac !== undefined) {
+      if (delta > 0) staticMacs = [...staticMacs, mac];
+      else { const i = staticMacs.indexOf(mac); if (i !== -1) staticMacs = [...staticMacs.slice(0, i), ...staticMacs.slice(i + 1)]; }
+    }
+    uses.set(address, { vips: count, staticMacs });
+  }
+}
+
+/**
+ * The static MAC a backend gets: the one it has if a VIP still gives it, else the lowest given.
+ * (Two services giving one backend different MACs is a configuration mistake; this choice is
+ * stable across applies and restarts, so the entry does not flap.)
+ */
+function staticMacFor(use: BackendUse | undefined, current: string | null): string | undefined {
+  if (!use || use.staticMacs.length === 0) return undefined;
+  if (current !== null && use.staticMacs.includes(current)) return current;
+  return use.staticMacs.reduce((a, b) => (b < a ? b : a));
+}
+
 /**
  * Plans the writes from `current` to `desired`. `desired` must be validated (validate.ts):
- * canonical addresses, unique service keys and backends.
+ * canonical addresses, unique service keys and backends. Pure: `current` is not modified; the
+ * id spaces of `next` are drafts over those of `current` (commitPlan() once the writes landed).
  */
 export function planApply(current: ProgrammedState, desired: DesiredState, opts: PlanOptions): Plan {
-  const vipIds = current.vipIds.clone();
-  const backendIds = current.backendIds.clone();
+  const vipIds = current.vipIds.draft();
+  const backendIds = current.backendIds.draft();
+  const rings = opts.ringCache ?? new RingCache();
+  const ringPrefix = `${opts.ringSize}|`;
+  const uses = current.backendUses ?? backendUsesOf(current.vips);
   const backendOps: MapOp[] = [];
   const ringOps: MapOp[] = [];
   const vipOps: MapOp[] = [];
@@ -137,32 +224,44 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
   const freeOps: MapOp[] = [];
   const skipped: SkippedService[] = [];
   const result: ApplyResult = { servicesAdded: 0, servicesUpdated: 0, servicesRemoved: 0, servicesUnchanged: 0 };
-  const nextVips = new Map<string, ProgrammedVip>();
-  /** Static MACs from the configuration, first service wins. */
-  const staticMac = new Map<string, string>();
+  // The next state shares all that did not change with the current one.
+  const nextVips = new MapEdit(current.vips);
+  const nextUses = new MapEdit(uses);
+  /** Backend addresses whose uses changed. */
+  const touched = new Set<string>();
+  const changeUse = (v: ProgrammedVip, delta: 1 | -1) => addUse(nextUses, v, delta, touched);
+  /** Desired services whose key is programmed. */
+  let matched = 0;
 
   for (const service of desired.services) {
-    const key = serviceKey(service);
+    const key = keyOf(service);
     const cur = current.vips.get(key);
-    const keepOld = (reason: string) => {
+    if (cur) {
+      matched++;
+      // The very object programmed last time, for this ring size: its backends keep their ids while
+      // it names them, so its ring, flags and entries are as they were. Nothing to look at.
+      if (cur.service === service && cur.ringInput !== null && cur.ringInput.startsWith(ringPrefix)) {
+        result.servicesUnchanged++;
+        continue;
+      }
+    }
+    const vipMark = vipIds.mark(), backendMark = backendIds.mark();
+    /** Skips the service: ids taken for it go back where they were; an existing one keeps its old programming. */
+    const skip = (reason: string) => {
+      vipIds.rollbackTo(vipMark);
+      backendIds.rollbackTo(backendMark);
       skipped.push({ service: key, reason });
-      if (cur) nextVips.set(key, cur);
     };
     const vipId = cur ? cur.id : vipIds.allocate(key);
-    if (vipId === null) { keepOld(`no free VIP id: all ${vipIds.capacity} are in use (raise max VIPs)`); continue; }
+    if (vipId === null) { skip(`no free VIP id: all ${vipIds.capacity} are in use (raise max VIPs)`); continue; }
     const ids = new Map<string, number>();
     let full = false;
-    for (const b of [...service.backends].sort((x, y) => (x.address < y.address ? -1 : 1))) {
+    for (const b of [...service.backends].sort(byAddress)) {
       const id = backendIds.allocate(b.address);
       if (id === null) { full = true; break; }
       ids.set(b.address, id);
     }
-    if (full) {
-      if (!cur) vipIds.release(key);
-      keepOld(`no free backend id: all ${backendIds.capacity} are in use (raise max backends)`);
-      continue;
-    }
-    for (const b of service.backends) if (b.mac !== undefined && !staticMac.has(b.address)) staticMac.set(b.address, b.mac);
+    if (full) { skip(`no free backend id: all ${backendIds.capacity} are in use (raise max backends)`); continue; }
 
     const signature = ringSignature(service, ids, opts.ringSize);
     let ring: Uint32Array | null;
@@ -172,12 +271,12 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
       ringChanged = false;
     } else {
       try {
-        ring = buildRing(service, ids, opts.ringSize);
+        ring = rings.get(signature) ?? buildRing(service, ids, opts.ringSize);
       } catch (err) {
-        if (!cur) vipIds.release(key);
-        keepOld(`cannot build its Maglev ring: ${(err as Error).message}`);
+        skip(`cannot build its Maglev ring: ${(err as Error).message}`);
         continue;
       }
+      if (ring) rings.set(signature, ring);
       ringChanged = !sameRing(cur?.ring ?? null, ring);
       if (!ringChanged && cur) ring = cur.ring; // keep the one object; contents are equal
     }
@@ -194,46 +293,88 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
     else if (ringChanged || cur.flags !== flags || (cur.service !== null && !sameService(cur.service, service))) result.servicesUpdated++;
     else result.servicesUnchanged++;
 
-    nextVips.set(key, {
+    const next: ProgrammedVip = {
       key, vipKey, id: vipId, flags, ring, ringInput: signature, service,
       backendAddresses: service.backends.map((b) => b.address),
-    });
+    };
+    nextVips.set(key, next);
+    if (cur) changeUse(cur, -1);
+    changeUse(next, 1);
   }
 
-  for (const [key, cur] of current.vips) {
-    if (nextVips.has(key)) continue;
-    if (opts.retain?.has(key)) {
-      nextVips.set(key, cur);
-      result.servicesUnchanged++;
-      continue;
+  // Every programmed key is desired unless fewer matched than there are: only then look for removals.
+  if (matched < current.vips.size) {
+    const wanted = new Set<string>();
+    for (const service of desired.services) wanted.add(keyOf(service));
+    for (const [key, cur] of current.vips) {
+      if (wanted.has(key)) continue;
+      if (opts.retain?.has(key)) {
+        result.servicesUnchanged++;
+        continue;
+      }
+      removeOps.push({ kind: 'vip-delete', key: cur.vipKey, service: key });
+      if (cur.ring) removeOps.push({ kind: 'ring-delete', vipId: cur.id, service: key });
+      vipIds.release(key);
+      nextVips.delete(key);
+      changeUse(cur, -1);
+      result.servicesRemoved++;
     }
-    removeOps.push({ kind: 'vip-delete', key: cur.vipKey, service: key });
-    if (cur.ring) removeOps.push({ kind: 'ring-delete', vipId: cur.id, service: key });
-    vipIds.release(key);
-    result.servicesRemoved++;
   }
 
-  const referenced = new Set<string>();
-  for (const v of nextVips.values()) for (const a of v.backendAddresses) referenced.add(a);
-  const nextBackends = new Map<string, ProgrammedBackend>();
-  for (const [address, id] of backendIds.entries()) {
-    const cur = current.backends.get(address);
-    if (!referenced.has(address)) {
-      if (cur) freeOps.push({ kind: 'backend-clear', id, address });
-      backendIds.release(address);
+  // Backends: every entry's MAC is checked (learned MACs change without any service changing);
+  // entries no VIP uses any more are cleared; new ones written.
+  const finalUses = nextUses.result();
+  const nextBackends = new MapEdit(current.backends);
+  const frees: { address: string; id: number; programmed: boolean }[] = [];
+  const macOf = (address: string, mac: string | null) =>
+    staticMacFor(finalUses.get(address), mac) ?? opts.learnedMacs?.get(address) ?? null;
+  for (const [address, cur] of current.backends) {
+    if (!finalUses.has(address)) { frees.push({ address, id: cur.id, programmed: true }); continue; }
+    const mac = macOf(address, cur.mac);
+    if (mac === cur.mac) continue;
+    backendOps.push({ kind: 'backend-set', id: cur.id, entry: { address, mac } });
+    nextBackends.set(address, { ...cur, mac });
+  }
+  for (const address of touched) {
+    if (current.backends.has(address)) continue;
+    const id = backendIds.get(address);
+    if (!finalUses.has(address)) {
+      if (id !== undefined) frees.push({ address, id, programmed: false });
       continue;
     }
-    const mac = staticMac.get(address) ?? opts.learnedMacs?.get(address) ?? null;
-    const entry: BackendEntry = { address, mac };
-    if (!cur) backendOps.push({ kind: 'backend-stats-reset', id, address });
-    if (!cur || cur.mac !== mac) backendOps.push({ kind: 'backend-set', id, entry });
-    nextBackends.set(address, { id, address, mac });
+    if (id === undefined) throw new Error(`backend ${address} is in use but has no id (internal error)`);
+    const entry: BackendEntry = { address, mac: macOf(address, null) };
+    backendOps.push({ kind: 'backend-stats-reset', id, address }, { kind: 'backend-set', id, entry });
+    nextBackends.set(address, { id, ...entry });
+  }
+  // Ascending ids, as the maps are laid out (stable: a stats reset stays before its entry).
+  backendOps.sort((a, b) => (a as { id: number }).id - (b as { id: number }).id);
+  frees.sort((a, b) => a.id - b.id);
+  for (const f of frees) {
+    if (f.programmed) freeOps.push({ kind: 'backend-clear', id: f.id, address: f.address });
+    backendIds.release(f.address);
+    nextBackends.delete(f.address);
   }
 
   return {
     ops: [...backendOps, ...ringOps, ...vipOps, ...removeOps, ...freeOps],
-    next: { vips: nextVips, backends: nextBackends, vipIds, backendIds },
+    next: {
+      vips: nextVips.result(),
+      backends: nextBackends.result(),
+      vipIds: vipIds.changed ? vipIds : current.vipIds,
+      backendIds: backendIds.changed ? backendIds : current.backendIds,
+      backendUses: finalUses,
+    },
     result,
     skipped,
   };
+}
+
+/**
+ * The state to keep once all of a plan's writes landed: its id drafts committed into the
+ * allocators they were taken from (O(changes)). After a failed write, drop the plan instead.
+ */
+export function commitPlan(next: ProgrammedState): ProgrammedState {
+  const commit = (ids: IdSpace) => (ids instanceof IdDraft ? ids.commit() : ids);
+  return { ...next, vipIds: commit(next.vipIds), backendIds: commit(next.backendIds) };
 }

@@ -12,7 +12,7 @@ import {
 import { logger } from '../../log.js';
 import { checkRingSize, DEFAULT_RING_SIZE } from '../../model/maglev.js';
 import { serviceKey, type DesiredState } from '../../model/types.js';
-import { formatValidationError, validateDesiredState } from '../../model/validate.js';
+import { formatValidationError, validateDesiredState, ValidationMemo } from '../../model/validate.js';
 import type {
   ApplyResult, BackendStatus, Counter, Dataplane, ServiceStatus, StatsSample, StopOptions,
 } from '../dataplane.js';
@@ -23,8 +23,9 @@ import {
 import { IdAllocator } from './ids.js';
 import type { NeighbourResolver } from './neighbours.js';
 import {
-  planApply, type MapOp, type ProgrammedBackend, type ProgrammedState, type ProgrammedVip,
+  commitPlan, emptyProgrammedState, planApply, type MapOp, type ProgrammedBackend, type ProgrammedState, type ProgrammedVip,
 } from './plan.js';
+import { RingCache } from './ring-cache.js';
 
 const log = logger('xdp');
 
@@ -95,6 +96,10 @@ export class XdpDataplane implements Dataplane {
   private state: ProgrammedState;
   private lastDesired: DesiredState | null = null;
   private lastRetain: ReadonlySet<string> = new Set();
+  /** Validation results of the services sources hand over again unchanged (the same objects). */
+  private readonly validated = new ValidationMemo();
+  /** Rings shared by VIPs with the same backends, across applies. */
+  private readonly rings = new RingCache();
   private readonly learnedMacs = new Map<string, string | null>();
   private timer: NodeJS.Timeout | null = null;
   /** Serialises apply() and the MAC refresh: both plan from and replace `state`. */
@@ -111,7 +116,7 @@ export class XdpDataplane implements Dataplane {
     this.maxBackends = opts.maxBackends ?? XDP_DEFAULTS.maxBackends;
     this.pinRoot = opts.pinRoot ?? defaultPinRoot(opts.interface);
     this.objectPath = opts.objectPath ?? join(packageRoot(), 'bpf', 'director.bpf.o');
-    this.state = { vips: new Map(), backends: new Map(), vipIds: new IdAllocator(this.maxVips, 'VIP'), backendIds: new IdAllocator(this.maxBackends, 'backend') };
+    this.state = emptyProgrammedState(this.maxVips, this.maxBackends);
   }
 
   private get object(): BpfObject {
@@ -193,14 +198,14 @@ export class XdpDataplane implements Dataplane {
   apply(desired: DesiredState): Promise<ApplyResult> {
     return this.serialised(async () => {
       if (!this.obj) throw new Error('the XDP data path is not started; call start() before apply()');
-      const { state: valid, errors } = validateDesiredState(desired);
+      const { state: valid, errors } = validateDesiredState(desired, this.validated);
       // A service whose new definition is rejected keeps running as it was.
       const retain = new Set(errors.flatMap((e) => (e.key === undefined ? [] : [e.key])));
       for (const e of errors) {
         const kept = e.key !== undefined && this.state.vips.has(e.key) ? ' (its last good version stays programmed)' : '';
         log.error({ service: e.service, origin: e.origin }, formatValidationError(e) + kept);
       }
-      await this.resolveMacs(valid, false);
+      await this.resolveMacs(valid, false, retain);
       const result = this.reconcile(valid, retain);
       this.lastDesired = valid;
       this.lastRetain = retain;
@@ -209,12 +214,13 @@ export class XdpDataplane implements Dataplane {
   }
 
   private reconcile(desired: DesiredState, retain: ReadonlySet<string>): ApplyResult {
-    const plan = planApply(this.state, desired, { ringSize: this.ringSize, learnedMacs: this.learnedMacs, retain });
+    const plan = planApply(this.state, desired, { ringSize: this.ringSize, learnedMacs: this.learnedMacs, retain, ringCache: this.rings });
     for (const s of plan.skipped) log.error({ service: s.service }, `${s.service} is not programmed: ${s.reason}`);
     try {
       for (const op of plan.ops) this.execute(op);
     } catch (err) {
-      // Some writes happened, some did not: what the maps hold now is the only truth.
+      // Some writes happened, some did not: what the maps hold now is the only truth. (The plan's
+      // id drafts are dropped unapplied; the allocators are rebuilt from the maps.)
       try {
         this.state = this.readProgrammedState();
       } catch (readErr) {
@@ -223,7 +229,7 @@ export class XdpDataplane implements Dataplane {
       throw new Error(`applying the desired state to the XDP maps failed: ${(err as Error).message}; ` +
         'the maps were re-read and the next apply retries what is missing', { cause: err });
     }
-    this.state = plan.next;
+    this.state = commitPlan(plan.next);
     if (plan.ops.length) log.info({ ...plan.result, writes: plan.ops.length }, 'XDP maps updated');
     return plan.result;
   }
@@ -232,11 +238,14 @@ export class XdpDataplane implements Dataplane {
    * Asks the resolver for the MACs of backends without a static one (all of them, or only the
    * unresolved ones). A failing lookup counts as unresolved.
    */
-  private async resolveMacs(desired: DesiredState, onlyUnresolved: boolean): Promise<boolean> {
+  private async resolveMacs(desired: DesiredState, onlyUnresolved: boolean, retain: ReadonlySet<string>): Promise<boolean> {
     const resolver = this.opts.neighbours;
     if (!resolver) return false;
     const wanted = new Set<string>();
     for (const s of desired.services) for (const b of s.backends) if (b.mac === undefined) wanted.add(b.address);
+    // A retained service (its new definition was rejected) keeps its backends' learned MACs too:
+    // forgetting them would rewrite those backends without a MAC and drop their new flows.
+    for (const key of retain) for (const a of this.state.vips.get(key)?.backendAddresses ?? []) wanted.add(a);
     for (const a of [...this.learnedMacs.keys()]) if (!wanted.has(a)) this.learnedMacs.delete(a);
     const ask = [...wanted].filter((a) => !onlyUnresolved || !this.learnedMacs.get(a));
     let changed = false;
@@ -255,7 +264,7 @@ export class XdpDataplane implements Dataplane {
 
   private async refreshMacs(): Promise<void> {
     if (!this.obj || !this.lastDesired) return;
-    if (await this.resolveMacs(this.lastDesired, true)) this.reconcile(this.lastDesired, this.lastRetain);
+    if (await this.resolveMacs(this.lastDesired, true, this.lastRetain)) this.reconcile(this.lastDesired, this.lastRetain);
   }
 
   private execute(op: MapOp): void {
