@@ -56,6 +56,21 @@ export interface RejectedPool {
   name: string;
   reason: 'InvalidSpec' | 'Overlap';
   message: string;
+  /** The older valid pool it overlaps (reason Overlap). */
+  overlaps?: string;
+  /**
+   * Its ranges, when they parsed: addresses Services already hold in them stay frozen (kept, never
+   * handed out again) instead of being released.
+   */
+  ranges?: AddressRange[];
+}
+
+/** One IPPool object as the source sees it. */
+export interface IPPoolInput {
+  name: string;
+  spec: unknown;
+  /** metadata.creationTimestamp (ISO text): on overlap the older pool wins. Absent: newest. */
+  createdAt?: string;
 }
 
 /** What one Service asks of IPAM. */
@@ -85,7 +100,9 @@ export type ClaimProblemReason =
   | 'RequestedAddressTaken'
   | 'AddressConflict'
   | 'NoMatchingPool'
-  | 'PoolExhausted';
+  | 'PoolExhausted'
+  /** A status address lies in a rejected, deleted or no-longer-serving pool: kept, nothing new comes from there. */
+  | 'AddressFrozen';
 
 export interface ClaimProblem {
   key: string;
@@ -220,32 +237,66 @@ export function parsePool(name: string, spec: unknown): { pool: Pool } | { rejec
       },
     };
   } catch (err) {
-    return { rejected: { name, reason: 'InvalidSpec', message: `IPPool ${name}: ${(err as Error).message}` } };
+    return { rejected: { name, reason: 'InvalidSpec', message: `IPPool ${name}: ${(err as Error).message}`, ranges: parsableRanges(spec) } };
   }
+}
+
+/** The entries of a rejected spec that do parse: enough to say which pool a held address came from. */
+function parsableRanges(spec: unknown): AddressRange[] {
+  const addresses = (spec as Partial<IPPoolSpec> | undefined)?.addresses;
+  if (!Array.isArray(addresses)) return [];
+  return addresses.flatMap((a) => { try { return [parseAddressRange(a)]; } catch { return []; } });
 }
 
 function overlaps(a: AddressRange, b: AddressRange): boolean {
   return a.family === b.family && a.first <= b.last && b.first <= a.last;
 }
 
+/** Creation time in ms for ordering; unknown or unparsable times count as newest. */
+function createdMs(createdAt: string | undefined): number {
+  const ms = createdAt ? Date.parse(createdAt) : NaN;
+  return Number.isNaN(ms) ? Infinity : ms;
+}
+
 /**
- * Validates every pool. Pools are taken in name order; a pool overlapping an earlier valid pool is
- * rejected (an address must belong to one pool, or usage and selectors become ambiguous).
+ * Validates every pool. An address must belong to one pool (or usage and selectors become
+ * ambiguous), so of two overlapping pools one is rejected: the NEWER one (creationTimestamp; same
+ * second: the later name). Adding a bad pool must never take addresses away from a pool that was
+ * already serving, which name order would do to `prod` when someone adds `aaa-test`.
+ * `pools` comes back in name order (the auto-assignment order).
  */
-export function validatePools(specs: { name: string; spec: unknown }[]): { pools: Pool[]; rejected: RejectedPool[] } {
-  const pools: Pool[] = [];
+export function validatePools(specs: IPPoolInput[]): { pools: Pool[]; rejected: RejectedPool[] } {
+  const accepted: { pool: Pool; ms: number }[] = [];
   const rejected: RejectedPool[] = [];
-  for (const { name, spec } of [...specs].sort((a, b) => cmp(a.name, b.name))) {
+  const byAge = specs.map((s) => ({ ...s, ms: createdMs(s.createdAt) }))
+    .sort((a, b) => (a.ms === b.ms ? 0 : a.ms < b.ms ? -1 : 1) || cmp(a.name, b.name));
+  for (const { name, spec, ms } of byAge) {
     const r = parsePool(name, spec);
     if ('rejected' in r) { rejected.push(r.rejected); continue; }
-    const clash = pools.find((p) => p.ranges.some((x) => r.pool.ranges.some((y) => overlaps(x, y))));
+    let clash: { older: { pool: Pool; ms: number }; mine: AddressRange; theirs: AddressRange } | undefined;
+    for (const older of accepted) {
+      for (const mine of r.pool.ranges) {
+        const theirs = older.pool.ranges.find((x) => overlaps(x, mine));
+        if (theirs) { clash = { older, mine, theirs }; break; }
+      }
+      if (clash) break;
+    }
     if (clash) {
-      rejected.push({ name, reason: 'Overlap', message: `IPPool ${name} overlaps IPPool ${clash.name}; an address can belong to one pool only` });
+      const other = clash.older.pool.name;
+      const age = clash.older.ms === ms ? 'was created in the same second and sorts first by name' : 'is older';
+      rejected.push({
+        name, reason: 'Overlap', overlaps: other, ranges: r.pool.ranges,
+        message: `IPPool ${name} overlaps IPPool ${other} (${clash.mine.text} and ${clash.theirs.text}; ${other} ${age}, so ${other} keeps serving); ` +
+          `an address can belong to one pool only: change ${name}'s addresses or delete it`,
+      });
       continue;
     }
-    pools.push(r.pool);
+    accepted.push({ pool: r.pool, ms });
   }
-  return { pools, rejected };
+  return {
+    pools: accepted.map((a) => a.pool).sort((a, b) => cmp(a.name, b.name)),
+    rejected: rejected.sort((a, b) => cmp(a.name, b.name)),
+  };
 }
 
 export function poolSize(pool: Pool): bigint {
@@ -276,8 +327,8 @@ function poolServes(pool: Pool, claim: ServiceClaim): boolean {
   return selectorMatches(pool.serviceSelector, claim.labels);
 }
 
-function poolOf(pools: Pool[], family: Family, value: bigint): Pool | undefined {
-  return pools.find((p) => p.ranges.some((r) => r.family === family && r.first <= value && value <= r.last));
+function poolOf<P extends { ranges?: AddressRange[] }>(pools: P[], family: Family, value: bigint): P | undefined {
+  return pools.find((p) => (p.ranges ?? []).some((r) => r.family === family && r.first <= value && value <= r.last));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,14 +371,31 @@ function isBuggy(family: Family, value: bigint): boolean {
   return last === 0n || last === 255n;
 }
 
+function frozenMessage(address: string, c: ServiceClaim, pool: Pool | undefined, rejectedPool: RejectedPool | undefined): string {
+  const where = rejectedPool
+    ? `lies in IPPool ${rejectedPool.name}, which is rejected (${rejectedPool.reason}${rejectedPool.overlaps ? `: overlaps IPPool ${rejectedPool.overlaps}` : ''})`
+    : pool
+      ? `lies in IPPool ${pool.name}, which does not serve ${c.key} (spec.namespaces or spec.serviceSelector)`
+      : 'lies in no IPPool (its pool was deleted or no longer lists it)';
+  return `status address ${address} ${where}: the Service keeps it while it exists, but no address is handed out from there; ` +
+    'to move the Service, request an address of a valid pool (xdir.io/load-balancer-ips) or recreate it' +
+    (rejectedPool ? `; or fix IPPool ${rejectedPool.name}` : '');
+}
+
 /**
  * Plans the addresses of every claim. Order of precedence:
  *  1. addresses already in a Service's status (restart recovery), oldest Service first;
  *  2. requested addresses;
  *  3. automatic assignment, oldest Service first, lowest free address of the first pool (by name).
  * Claims not in `claims` hold nothing: deleting a Service or moving it to another class releases it.
+ *
+ * A status address whose pool was rejected (`rejected`), deleted, or edited so it no longer serves
+ * the Service is FROZEN: the Service keeps it (a bad or missing pool must not take a working VIP
+ * away; a typo in a selector is as bad as an overlap) and an AddressFrozen problem says so, but
+ * nothing is handed out from there again, not even to a Service sharing the address. Only the
+ * Service itself moves a held address: a changed request, its families, its deletion or class.
  */
-export function planAllocations(pools: Pool[], claims: ServiceClaim[]): AllocationPlan {
+export function planAllocations(pools: Pool[], claims: ServiceClaim[], rejected: RejectedPool[] = []): AllocationPlan {
   const holders = new Map<string, Holder[]>();
   const held = new Map<string, Map<Family, string>>(); // claim key -> family -> address
   const problems: ClaimProblem[] = [];
@@ -352,7 +420,7 @@ export function planAllocations(pools: Pool[], claims: ServiceClaim[]): Allocati
     return out;
   };
 
-  // 1. Keep what status already says, when it is still valid.
+  // 1. Keep what status already says (frozen when its pool no longer serves it), unless the Service moved.
   for (const c of byAge) {
     const req = c.requested.length ? requestedCanonical(c) : [];
     for (const text of c.current) {
@@ -362,13 +430,14 @@ export function planAllocations(pools: Pool[], claims: ServiceClaim[]): Allocati
       if (req && req.length > 0 && !req.includes(address)) continue; // the request changed: move
       if (req === null) continue;
       const pool = poolOf(pools, v.family, v.value);
-      if (!pool || !poolServes(pool, c)) continue; // pool gone or no longer for this Service: release
+      const serving = !!pool && poolServes(pool, c);
       const refusal = sharingRefusal(holders.get(address), c);
       if (refusal) {
         problems.push({ key: c.key, reason: 'AddressConflict', message: `status address ${address} is ${refusal}; choosing another` });
         continue;
       }
       hold(c, address);
+      if (!serving) problems.push({ key: c.key, reason: 'AddressFrozen', message: frozenMessage(address, c, pool, poolOf(rejected, v.family, v.value)) });
     }
   }
 
@@ -386,7 +455,9 @@ export function planAllocations(pools: Pool[], claims: ServiceClaim[]): Allocati
       const v = addressValue(address)!;
       const pool = poolOf(pools, v.family, v.value);
       if (!pool || !poolServes(pool, c)) {
-        problems.push({ key: c.key, reason: 'RequestedAddressNotInPool', message: `requested address ${address} is not in any IPPool this Service may use` });
+        const bad = pool ? undefined : poolOf(rejected, v.family, v.value);
+        const why = bad ? ` (IPPool ${bad.name} is rejected: ${bad.reason})` : '';
+        problems.push({ key: c.key, reason: 'RequestedAddressNotInPool', message: `requested address ${address} is not in any IPPool this Service may use${why}` });
         ok = false;
         break;
       }

@@ -113,12 +113,111 @@ test('restart recovery: status addresses are kept even when auto-assignment woul
   const plan = planAllocations(pools, [
     claim('a/new'),
     claim('a/old', { current: ['198.18.0.9'] }),
-    claim('a/gone-pool', { current: ['10.1.1.1'] }),
   ]);
   assert.equal(addrs(plan, 'a/old'), ['198.18.0.9']);
   assert.equal(addrs(plan, 'a/new'), ['198.18.0.0']);
-  assert.equal(addrs(plan, 'a/gone-pool'), ['198.18.0.1'], 'an address outside every pool is released and replaced');
   assert.equal(plan.problems, []);
+});
+
+// The review's case: `prod` serves, someone adds `aaa-test` over the same addresses.
+const older = '2026-01-01T00:00:00Z', newer = '2026-03-01T00:00:00Z';
+const prodSpec = { addresses: ['198.18.0.0/28'] };
+
+test('overlap: the newer pool is rejected whatever its name, and the older one keeps serving', () => {
+  const { pools, rejected } = validatePools([
+    { name: 'prod', spec: prodSpec, createdAt: older },
+    { name: 'aaa-test', spec: { addresses: ['198.18.0.8/29'] }, createdAt: newer },
+    { name: 'zzz-other', spec: { addresses: ['198.18.7.0/30'] }, createdAt: newer },
+  ]);
+  assert.equal(pools.map((p) => p.name), ['prod', 'zzz-other'], 'valid pools come back in name order');
+  assert.equal(rejected.map((r) => [r.name, r.reason, r.overlaps]), [['aaa-test', 'Overlap', 'prod']]);
+  assert.match(rejected[0]!.message, /IPPool aaa-test overlaps IPPool prod \(198\.18\.0\.8\/29 and 198\.18\.0\.0\/28; prod is older/);
+  assert.match(rejected[0]!.message, /change aaa-test's addresses or delete it/);
+
+  const plan = planAllocations(pools, [
+    claim('shop/web', { current: ['198.18.0.9'] }),
+    claim('shop/new'),
+  ], rejected);
+  assert.equal(addrs(plan, 'shop/web'), ['198.18.0.9'], 'the VIP in the overlapped range stays');
+  assert.equal(addrs(plan, 'shop/new'), ['198.18.0.0'], 'prod keeps handing out addresses');
+  assert.equal(plan.problems, []);
+  assert.equal(plan.usage.find((u) => u.pool === 'prod'), { pool: 'prod', size: 16n, assigned: 2 });
+
+  // Same second: the name decides, but the loser's held addresses still stay (frozen).
+  const tie = validatePools([
+    { name: 'prod', spec: prodSpec, createdAt: older },
+    { name: 'aaa-test', spec: { addresses: ['198.18.0.8/29'], namespaces: ['test'] }, createdAt: older },
+  ]);
+  assert.equal(tie.pools.map((p) => p.name), ['aaa-test']);
+  assert.match(tie.rejected[0]!.message, /aaa-test was created in the same second and sorts first by name/);
+  const tiePlan = planAllocations(tie.pools, [claim('shop/web', { current: ['198.18.0.9'] })], tie.rejected);
+  assert.equal(addrs(tiePlan, 'shop/web'), ['198.18.0.9']);
+  assert.equal(tiePlan.problems.map((p) => p.reason), ['AddressFrozen']);
+  assert.match(tiePlan.problems[0]!.message, /IPPool prod, which is rejected \(Overlap: overlaps IPPool aaa-test\)/);
+});
+
+test('a Service whose pool became invalid or was deleted keeps its address (frozen, reported)', () => {
+  // prod edited into something invalid: rejected, but what Services hold in it stays.
+  const broken = validatePools([{ name: 'prod', spec: { addresses: ['198.18.0.0/28', '198.18.9.1/24'] }, createdAt: older }]);
+  assert.equal(broken.pools, []);
+  assert.is(broken.rejected[0]!.reason, 'InvalidSpec');
+  let plan = planAllocations(broken.pools, [claim('shop/web', { current: ['198.18.0.5'] })], broken.rejected);
+  assert.equal(addrs(plan, 'shop/web'), ['198.18.0.5']);
+  assert.equal(plan.problems.map((p) => [p.key, p.reason]), [['shop/web', 'AddressFrozen']]);
+  assert.match(plan.problems[0]!.message, /198\.18\.0\.5 lies in IPPool prod, which is rejected \(InvalidSpec\).*keeps it/);
+
+  // prod deleted outright: the address stays as long as the Service exists.
+  const other = [pool('other', ['198.18.4.0/30'])];
+  plan = planAllocations(other, [claim('shop/web', { current: ['198.18.0.5'] }), claim('shop/new')]);
+  assert.equal(addrs(plan, 'shop/web'), ['198.18.0.5']);
+  assert.equal(addrs(plan, 'shop/new'), ['198.18.4.0']);
+  assert.equal(plan.problems.map((p) => [p.key, p.reason]), [['shop/web', 'AddressFrozen']]);
+  assert.match(plan.problems[0]!.message, /lies in no IPPool \(its pool was deleted/);
+
+  // Deliberate changes still move it: a request for a valid address, or deleting the Service.
+  plan = planAllocations(other, [claim('shop/web', { current: ['198.18.0.5'], requested: ['198.18.4.2'] })]);
+  assert.equal(addrs(plan, 'shop/web'), ['198.18.4.2']);
+  assert.equal(plan.problems, []);
+  // A pool edited so it no longer serves the Service (a selector typo is bad input too): frozen as well.
+  plan = planAllocations([pool('prod', ['198.18.0.0/28'], { namespaces: ['elsewhere'] })], [claim('shop/web', { current: ['198.18.0.5'] }), claim('elsewhere/new')]);
+  assert.equal(addrs(plan, 'shop/web'), ['198.18.0.5']);
+  assert.equal(addrs(plan, 'elsewhere/new'), ['198.18.0.0']);
+  assert.equal(plan.problems.map((p) => [p.key, p.reason]), [['shop/web', 'AddressFrozen']]);
+  assert.match(plan.problems[0]!.message, /IPPool prod, which does not serve shop\/web/);
+});
+
+test('nothing new is allocated from a rejected pool: not automatically, on request, or by sharing', () => {
+  const { pools, rejected } = validatePools([
+    { name: 'prod', spec: prodSpec, createdAt: older },
+    { name: 'test', spec: { addresses: ['198.18.0.12/30', '198.18.5.0/30'] }, createdAt: newer },
+  ]);
+  assert.equal(pools.map((p) => p.name), ['prod']);
+  const frozenOnly = planAllocations([], [
+    claim('a/held', { current: ['198.18.5.1'], sharingKey: 'k', ports: [{ port: 80, protocol: 'TCP' }] }),
+    claim('a/auto'),
+    claim('a/req', { requested: ['198.18.5.2'] }),
+    claim('a/share', { sharingKey: 'k', ports: [{ port: 443, protocol: 'TCP' }] }),
+  ], rejected);
+  assert.equal(addrs(frozenOnly, 'a/held'), ['198.18.5.1']);
+  assert.equal(addrs(frozenOnly, 'a/auto'), []);
+  assert.equal(addrs(frozenOnly, 'a/req'), []);
+  assert.equal(addrs(frozenOnly, 'a/share'), [], 'a frozen address is not shared out either');
+  const why = Object.fromEntries(frozenOnly.problems.map((p) => [p.key, p]));
+  assert.is(why['a/held']!.reason, 'AddressFrozen');
+  assert.is(why['a/auto']!.reason, 'NoMatchingPool');
+  assert.is(why['a/req']!.reason, 'RequestedAddressNotInPool');
+  assert.match(why['a/req']!.message, /IPPool test is rejected: Overlap/);
+  assert.is(why['a/share']!.reason, 'NoMatchingPool');
+
+  // A frozen address inside a valid pool's range is never handed to anyone else.
+  const shopOnly = validatePools([
+    { name: 'prod', spec: { addresses: ['198.18.0.12/30'], namespaces: ['shop'] }, createdAt: older },
+    { name: 'test', spec: { addresses: ['198.18.0.12/31'] }, createdAt: newer },
+  ]);
+  const plan = planAllocations(shopOnly.pools, [claim('shop/a'), claim('lab/old', { current: ['198.18.0.12'] })], shopOnly.rejected);
+  assert.equal(addrs(plan, 'lab/old'), ['198.18.0.12'], 'prod does not serve lab, but the rejected test pool held it: frozen');
+  assert.equal(addrs(plan, 'shop/a'), ['198.18.0.13']);
+  assert.equal(plan.problems.map((p) => [p.key, p.reason]), [['lab/old', 'AddressFrozen']]);
 });
 
 test('two Services claiming one address in status: the older keeps it, the newer moves', () => {

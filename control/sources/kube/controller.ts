@@ -15,7 +15,7 @@ import type { KubeConfig, V1ConfigMap, V1EndpointSlice, V1Node, V1Service, V1Loa
 import { logger, type Logger } from '../../log.js';
 import { addressValue, planAllocations, validatePools, type AllocationPlan, type Pool, type RejectedPool } from '../../model/ipam.js';
 import {
-  isOurService, objectKey, serviceClaim, serviceRef,
+  isOurService, objectKey, serviceClaim, serviceRef, timeText,
   type IngressNginxOptions, type KubeDesiredOptions, type ObjectRef, type SourceProblem,
 } from '../../model/kube-desired.js';
 import type { DesiredState } from '../../model/types.js';
@@ -30,7 +30,8 @@ import { DEFAULT_QUEUE, WorkQueue, type WorkQueueOptions } from './work-queue.js
 export interface IPPoolObject {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; resourceVersion?: string; generation?: number; uid?: string };
+  /** creationTimestamp is typed as client-node types it; watched objects carry the text (timeText reads both). */
+  metadata: { name: string; resourceVersion?: string; generation?: number; uid?: string; creationTimestamp?: Date };
   spec?: unknown;
   status?: { conditions?: PoolCondition[]; observedGeneration?: number };
 }
@@ -244,7 +245,8 @@ export class KubeController {
 
   private inOurPools(ip: string | undefined): boolean {
     const v = ip ? addressValue(ip) : null;
-    return !!v && this.pools.some((p) => p.ranges.some((r) => r.family === v.family && r.first <= v.value && v.value <= r.last));
+    // Rejected pools too: their addresses stay frozen while the Service is ours, and go when it leaves.
+    return !!v && [...this.pools, ...this.rejectedPools].some((p) => (p.ranges ?? []).some((r) => r.family === v.family && r.first <= v.value && v.value <= r.last));
   }
 
   /** What status.loadBalancer.ingress should say. */
@@ -273,8 +275,10 @@ export class KubeController {
       // Only Services, IPPools and leadership decide addresses: an EndpointSlice burst skips this.
       this.allocationDirty = false;
       const services = this.serviceList();
-      ({ pools: this.pools, rejected: this.rejectedPools } = validatePools(poolObjects.map((p) => ({ name: p.metadata.name, spec: p.spec }))));
-      this.plan = planAllocations(this.pools, services.filter((s) => isOurService(s, this.opts)).map(serviceClaim));
+      ({ pools: this.pools, rejected: this.rejectedPools } = validatePools(poolObjects.map((p) => ({
+        name: p.metadata.name, spec: p.spec, createdAt: timeText(p.metadata.creationTimestamp) || undefined,
+      }))));
+      this.plan = planAllocations(this.pools, services.filter((s) => isOurService(s, this.opts)).map(serviceClaim), this.rejectedPools);
       if (leader) {
         for (const svc of services) {
           const current = svc.status?.loadBalancer?.ingress ?? [];
