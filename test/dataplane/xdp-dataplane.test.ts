@@ -296,6 +296,46 @@ privilegedTest('MACs come from the kernel neighbour table, including ones learne
   }
 });
 
+privilegedTest('a restart without CAP_SYS_ADMIN (the DaemonSet\'s capabilities) adopts the maps; live flows keep their backend', async () => {
+  const pinRoot = newPinRoot();
+  try {
+    const first = await started(pinRoot);
+    await first.dp.apply(STATE);
+    const before = readMaps(pinRoot);
+    // Flows established before the restart, and the backend each one went to.
+    const sent = [40001, 40002, 40003, 40004, 40005, 40006].map((sport) => {
+      const out = first.dp.program().testRun({ data: syn('198.18.0.10', 80, sport) });
+      assert.is(out.retval, XDP_TX);
+      return { sport, mac: frameMacs(out.data).dst };
+    });
+    await first.dp.stop();
+    // Rings cannot be read back without CAP_SYS_ADMIN: the restarted director rewrites them with the same content.
+    const child = execFileSync('capsh', ['--drop=cap_sys_admin', '--', '-c',
+      `exec ${process.execPath} --import tsx ${new URL('./xdp-adopt.child.ts', import.meta.url).pathname} ${pinRoot} ${RING} '${JSON.stringify(STATE)}'`],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const got = JSON.parse(child.trim().split('\n').pop()!) as { result?: { servicesAdded: number; servicesRemoved: number }; error?: string };
+    assert.is(got.error, undefined, `restart without CAP_SYS_ADMIN failed: ${got.error}`);
+    assert.is(got.result!.servicesAdded, 0);
+    assert.is(got.result!.servicesRemoved, 0);
+    const after = readMaps(pinRoot);
+    assert.equal([...after.vips], [...before.vips], 'vips entries unchanged');
+    assert.equal([...after.backends], [...before.backends], 'backend entries unchanged');
+    const again = await started(pinRoot);
+    try {
+      await again.dp.apply(STATE);
+      assert.equal(again.ops, [], 'the rewritten rings equal the desired ones: nothing left to write');
+      for (const { sport, mac } of sent) {
+        const out = again.dp.program().testRun({ data: syn('198.18.0.10', 80, sport) });
+        assert.is(frameMacs(out.data).dst, mac, `flow from port ${sport} kept its backend`);
+      }
+    } finally {
+      await again.dp.stop();
+    }
+  } finally {
+    rmSync(pinRoot, { recursive: true, force: true });
+  }
+});
+
 privilegedTest('stop({ detach: true }) removes the pinned maps; the default keeps them', async () => {
   const pinRoot = newPinRoot();
   try {

@@ -3,6 +3,7 @@
  * attaches it, and keeps its maps equal to the desired state with as few writes as possible.
  * What to write is decided by plan.ts (pure); this file only reads and writes maps.
  */
+import { constants } from 'node:os';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,6 +97,7 @@ export class XdpDataplane implements Dataplane {
   private state: ProgrammedState;
   private lastDesired: DesiredState | null = null;
   private lastRetain: ReadonlySet<string> = new Set();
+  private warnedRingsUnreadable = false;
   /** Validation results of the services sources hand over again unchanged (the same objects). */
   private readonly validated = new ValidationMemo();
   /** Rings shared by VIPs with the same backends, across applies. */
@@ -311,7 +313,20 @@ export class XdpDataplane implements Dataplane {
   private readRing(vipId: number): Uint32Array | null {
     const innerId = this.object.map('rings').lookup(encodeU32(vipId));
     if (!innerId) return null;
-    const inner = BpfMap.fromId(decodeU32(innerId));
+    let inner: BpfMap;
+    try {
+      inner = BpfMap.fromId(decodeU32(innerId));
+    } catch (err) {
+      // Opening a map by id needs CAP_SYS_ADMIN, which a director with only NET_ADMIN, BPF and
+      // PERFMON lacks. The ring then counts as unknown and the first apply rewrites it: the same
+      // backends give the same ring, swapped in atomically, so no flow moves.
+      if (!(err instanceof BpfError) || err.errno !== constants.errno.EPERM) throw err;
+      if (!this.warnedRingsUnreadable) {
+        this.warnedRingsUnreadable = true;
+        log.warn('cannot read the pinned Maglev rings back without CAP_SYS_ADMIN; the first apply rewrites them (same content, no flow moves)');
+      }
+      return null;
+    }
     try {
       const value = inner.lookup(encodeU32(0));
       return value ? decodeRing(value) : null;
