@@ -7,7 +7,7 @@
  * measured in the same guest run, are the result.
  * Writes bench/results/ipvs-guest.json; the last line is `ipvs / kernel-forwarding pps: R`.
  *
- * Env: BENCH_SECONDS (per measurement, default 2), BENCH_ROUNDS (3), BENCH_FLOWS (16),
+ * Env: BENCH_SECONDS (per measurement, default 2), BENCH_ROUNDS (5), BENCH_FLOWS (16),
  * BENCH_PAYLOAD (18), GUEST_TIMEOUT (s, default 420).
  */
 import { spawn } from 'node:child_process';

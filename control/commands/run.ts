@@ -208,10 +208,12 @@ interface RunningSource {
  * file parsed and validated; Kubernetes: every informer synced). A bad config file rejects here,
  * before the data path is touched.
  */
-async function startSource(choice: SourceChoice, submit: (s: DesiredState) => void, signal: AbortSignal): Promise<RunningSource> {
+async function startSource(
+  choice: SourceChoice, submit: (s: DesiredState) => void, onRejected: () => void, signal: AbortSignal,
+): Promise<RunningSource> {
   if (choice.kind === 'file') {
     const { FileSource } = await import('../sources/file/file-source.js');
-    const source = new FileSource({ path: choice.path, onState: submit });
+    const source = new FileSource({ path: choice.path, onState: submit, onRejected });
     await source.start(signal);
     return { reload: () => source.reload(), stop: () => source.stop() };
   }
@@ -252,6 +254,7 @@ export async function main(argv: string[]): Promise<number> {
   let fallbackReason: string | null = null;
   const reconciler = new Reconciler({ dataplane: { apply: (s) => dataplane!.apply(s) } });
   let source: RunningSource | undefined;
+  let rejectedInputs = 0;
   let observability: { stop(): Promise<void> } | undefined;
   const shutdown = async (detach: boolean): Promise<void> => {
     await source?.stop();
@@ -264,7 +267,7 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGHUP', onHup);
   try {
     // The source first: a bad config file fails before the data path is touched (a running one keeps its state).
-    source = await startSource(opts.source, (s) => reconciler.submit(s), ac.signal);
+    source = await startSource(opts.source, (s) => reconciler.submit(s), () => { rejectedInputs++; }, ac.signal);
     if (opts.dataplane !== 'ipvs' && !opts.pinRoot) {
       // A fresh host may not have bpffs mounted yet; mount it rather than fail (needs root, else the load says how).
       const { ensureBpffs } = await import('../bpf/bpffs.js');
@@ -284,6 +287,10 @@ export async function main(argv: string[]): Promise<number> {
       ...opts.observability,
       readiness: () => reconciler.status.lastResult !== undefined,
       fallbackReason: () => fallbackReason ?? undefined,
+      controlPlane: () => ({
+        applies: reconciler.status.applies, applyFailures: reconciler.status.failures,
+        lastAppliedAtMs: reconciler.status.lastAppliedAtMs, rejectedInputs,
+      }),
       signal: ac.signal,
     });
     reconciler.start(ac.signal);

@@ -9,7 +9,7 @@ import { DIRECTOR_SERVICE_NAME } from './grpc/proto.js';
 import { startGrpcServer, type GrpcServerOptions, type RunningGrpcServer } from './grpc/server.js';
 import { DEFAULT_GRPC_ADDRESS } from './grpc/listen-address.js';
 import { DEFAULT_METRICS_ADDRESS, startMetricsServer, type Readiness, type RunningMetricsServer } from './metrics/http-server.js';
-import { createMetricsRegistry } from './metrics/registry.js';
+import { createMetricsRegistry, type ControlPlaneStatus } from './metrics/registry.js';
 import { StatsHub, type StatsHubOptions } from './stats-hub.js';
 
 export { StatsHub } from './stats-hub.js';
@@ -27,6 +27,8 @@ export interface ObservabilityOptions {
   stats?: Omit<StatsHubOptions, 'dataplane'>;
   /** True once the data path is loaded and the first sync is done (/readyz, grpc.health.v1). */
   readiness: Readiness;
+  /** Reconcile-loop and source health for the metrics (applies, failures, rejected inputs). */
+  controlPlane?: () => ControlPlaneStatus;
   /** Why the fallback data path (IPVS) runs, if it does. */
   fallbackReason?: () => string | undefined;
   signal?: AbortSignal;
@@ -79,7 +81,7 @@ export async function startObservability(opts: ObservabilityOptions): Promise<Ob
     if (opts.metrics !== false) {
       const registry = createMetricsRegistry({
         hub, dataplane: opts.dataplane, fallbackReason: opts.fallbackReason,
-        processMetrics: opts.metrics?.processMetrics,
+        processMetrics: opts.metrics?.processMetrics, controlPlane: opts.controlPlane,
       });
       metricsServer = await startMetricsServer(registry, opts.readiness, opts.metrics?.address ?? DEFAULT_METRICS_ADDRESS);
     }

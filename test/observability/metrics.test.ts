@@ -14,7 +14,16 @@ test.before(async () => {
   obs = await startObservability({
     dataplane: dp, readiness: () => ready, poll: false, grpc: false, metrics: { address: '127.0.0.1:0' },
     fallbackReason: () => undefined,
+    controlPlane: () => ({ applies: 7, applyFailures: 2, lastAppliedAtMs: 1_700_000_000_000, rejectedInputs: 1 }),
   });
+});
+
+test('control-plane health: applies, failures, rejected inputs and the last success', async () => {
+  const { body } = await get('/metrics');
+  assert.is(sample(body, 'xdir_applies_total'), 7);
+  assert.is(sample(body, 'xdir_apply_failures_total'), 2);
+  assert.is(sample(body, 'xdir_source_rejections_total'), 1);
+  assert.is(sample(body, 'xdir_last_apply_success_timestamp_seconds'), 1_700_000_000);
 });
 test.after(() => obs.stop());
 

@@ -11,7 +11,21 @@ import type { Counter as DataplaneCounter, StatsSample } from '../../dataplane/d
 import { parseServiceKey } from '../snapshot.js';
 import type { HubDataplane, StatsHub } from '../stats-hub.js';
 
+/** How the control plane is doing: counts since start, read at scrape time. */
+export interface ControlPlaneStatus {
+  /** Desired states applied to the data path. */
+  applies: number;
+  /** Applies that failed (each is retried with backoff). */
+  applyFailures: number;
+  /** Date.now() of the last successful apply, if any. */
+  lastAppliedAtMs?: number;
+  /** Source inputs rejected as invalid (config edits), the last good state kept running. */
+  rejectedInputs: number;
+}
+
 export interface MetricsDeps {
+  /** Reconcile loop and source health; absent: those metrics are not exported. */
+  controlPlane?: () => ControlPlaneStatus;
   hub: StatsHub;
   dataplane: HubDataplane;
   /** Why the fallback data path runs, if it does. */
@@ -80,6 +94,22 @@ export function createMetricsRegistry(deps: MetricsDeps): Registry {
       this.set({ dataplane: dataplane.kind }, 1);
     },
   });
+
+  const cp = deps.controlPlane;
+  if (cp) {
+    const total = (name: string, help: string, value: (c: ControlPlaneStatus) => number): void => {
+      new Counter({ name, help, registers, collect() { this.reset(); this.inc(value(cp())); } });
+    };
+    total('xdir_applies_total', 'Desired states applied to the data path.', (c) => c.applies);
+    total('xdir_apply_failures_total', 'Applies to the data path that failed (retried with backoff; alert when it keeps rising).', (c) => c.applyFailures);
+    total('xdir_source_rejections_total', 'Source inputs rejected as invalid (e.g. config edits); the last good state kept running.', (c) => c.rejectedInputs);
+    new Gauge({
+      name: 'xdir_last_apply_success_timestamp_seconds',
+      help: 'Unix time of the last successful apply (0 before the first).',
+      registers,
+      collect() { this.set((cp().lastAppliedAtMs ?? 0) / 1000); },
+    });
+  }
 
   new Gauge({
     name: 'xdir_dataplane_fallback',
