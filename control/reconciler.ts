@@ -8,7 +8,7 @@
  * - Retries: a failed apply is retried with capped exponential backoff, or at once when a newer
  *   state arrives (it may be the fix). The data path keeps whatever it had meanwhile.
  * - Resync: the last desired state is re-applied periodically; apply() touches only what differs,
- *   so this is cheap and repairs drift (someone edited the maps or IPVS table by hand).
+ *   so this is cheap; on IPVS, which re-reads the kernel each apply, it also repairs drift.
  * Knows nothing of Kubernetes or files; both sources use it.
  */
 import type { ApplyResult, Dataplane } from './dataplane/dataplane.js';
