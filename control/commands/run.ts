@@ -13,6 +13,8 @@
 import { parseArgs } from 'node:util';
 import type { Dataplane } from '../dataplane/dataplane.js';
 import { DATAPLANE_CHOICES, type DataplaneChoice } from '../dataplane/select.js';
+import { defaultPinRoot } from '../dataplane/xdp/xdp-dataplane.js';
+import { lockInstance, type InstanceLock } from '../instance-lock.js';
 import type { XdpDataplaneOptions } from '../dataplane/xdp/xdp-dataplane.js';
 import { logger, setLogFormat, type Logger } from '../log.js';
 import type { DesiredState } from '../model/types.js';
@@ -261,11 +263,18 @@ export async function main(argv: string[]): Promise<number> {
     await reconciler.stop();
     await observability?.stop();
     await dataplane?.stop({ detach });
+    for (const l of locks) l.release();
   };
   // Installed before anything starts: Node's default for SIGHUP is to exit.
   const onHup = () => source?.reload();
   process.on('SIGHUP', onHup);
+  const locks: InstanceLock[] = [];
   try {
+    // Before anything touches a data path: a second director on the same one must not start.
+    if (opts.dataplane !== 'ipvs' && opts.interface) {
+      locks.push(lockInstance(`the XDP pin root ${opts.pinRoot ?? defaultPinRoot(opts.interface)}`));
+    }
+    if (opts.dataplane !== 'xdp') locks.push(lockInstance(`the IPVS state file ${opts.ipvsStateFile}`));
     // The source first: a bad config file fails before the data path is touched (a running one keeps its state).
     source = await startSource(opts.source, (s) => reconciler.submit(s), () => { rejectedInputs++; }, ac.signal);
     if (opts.dataplane !== 'ipvs' && !opts.pinRoot) {

@@ -19,6 +19,7 @@ export const sys = {
     fd: number, b: Buffer, l: number, f: number) => number,
   close: libc.func('int close(int fd)') as (fd: number) => number,
   setns: libc.func('int setns(int fd, int nstype)') as (fd: number, t: number) => number,
+  flock: libc.func('int flock(int fd, int operation)') as (fd: number, op: number) => number,
 };
 
 const strerrorFn = libc.func('const char *strerror(int errnum)') as (e: number) => string;

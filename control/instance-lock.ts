@@ -1,0 +1,34 @@
+/**
+ * One director per data path: two processes programming the same pinned maps (or the same IPVS
+ * ownership file) would hand out ids independently and corrupt each other's rings. Each data path
+ * a director will touch is locked with flock(2) on a file under /run/xdir/locks; the kernel drops
+ * the lock when the process dies, however it dies, so a crash never leaves a stale lock behind.
+ */
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { describeErrno, lastErrno, sys } from './netlink/libc.js';
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+export const LOCK_DIR = '/run/xdir/locks';
+
+export interface InstanceLock {
+  release(): void;
+}
+
+/** Takes the lock named by `what` (e.g. the pin root) or throws saying another director holds it. */
+export function lockInstance(what: string, dir = LOCK_DIR): InstanceLock {
+  mkdirSync(dir, { recursive: true, mode: 0o750 });
+  const path = join(dir, `${createHash('sha256').update(what).digest('hex').slice(0, 16)}.lock`);
+  const fd = openSync(path, 'w', 0o640);
+  if (sys.flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+    const errno = lastErrno();
+    closeSync(fd);
+    if (errno === 11 /* EWOULDBLOCK */) {
+      throw new Error(`another xdir is running on ${what} (lock ${path} is held); stop it first: two directors on one data path corrupt each other's state`);
+    }
+    throw new Error(`cannot lock ${path} for ${what}: ${describeErrno(errno)}`);
+  }
+  return { release: () => closeSync(fd) };
+}
