@@ -19,7 +19,7 @@ import type { XdpDataplaneOptions } from '../dataplane/xdp/xdp-dataplane.js';
 import { logger, setLogFormat, type Logger } from '../log.js';
 import type { DesiredState } from '../model/types.js';
 import {
-  OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, observabilityOptionsFromFlags, type ObservabilityOptions,
+  OBSERVABILITY_FLAGS, OBSERVABILITY_USAGE, observabilityOptionsFromFlags, type Observability, type ObservabilityOptions,
 } from '../observability/index.js';
 import { KUBE_FLAGS, type KubeSourceOptions } from '../sources/kube/index.js';
 
@@ -257,7 +257,8 @@ export async function main(argv: string[]): Promise<number> {
   const reconciler = new Reconciler({ dataplane: { apply: (s) => dataplane!.apply(s) } });
   let source: RunningSource | undefined;
   let rejectedInputs = 0;
-  let observability: { stop(): Promise<void> } | undefined;
+  let observability: Observability | undefined;
+  const locks: InstanceLock[] = [];
   const shutdown = async (detach: boolean): Promise<void> => {
     await source?.stop();
     await reconciler.stop();
@@ -268,14 +269,31 @@ export async function main(argv: string[]): Promise<number> {
   // Installed before anything starts: Node's default for SIGHUP is to exit.
   const onHup = () => source?.reload();
   process.on('SIGHUP', onHup);
-  const locks: InstanceLock[] = [];
   try {
     // Before anything touches a data path: a second director on the same one must not start.
     if (opts.dataplane !== 'ipvs' && opts.interface) {
       locks.push(lockInstance(`the XDP pin root ${opts.pinRoot ?? defaultPinRoot(opts.interface)}`));
     }
     if (opts.dataplane !== 'xdp') locks.push(lockInstance(`the IPVS state file ${opts.ipvsStateFile}`));
-    // The source first: a bad config file fails before the data path is touched (a running one keeps its state).
+    // Endpoints first: /healthz answers while the source syncs (a Kubernetes API server may be slow
+    // or down at boot), and /readyz and grpc.health.v1 say "not ready" until the first apply lands.
+    observability = await startObservability({
+      dataplane: {
+        get kind() { return dataplane?.kind ?? (opts!.dataplane === 'ipvs' ? 'ipvs' : 'xdp'); },
+        readStats: () => dataplane!.readStats(), // polled only once the data path exists (hub.start below)
+        services: () => dataplane?.services() ?? [],
+      },
+      ...opts.observability,
+      readiness: () => reconciler.status.lastResult !== undefined,
+      fallbackReason: () => fallbackReason ?? undefined,
+      controlPlane: () => ({
+        applies: reconciler.status.applies, applyFailures: reconciler.status.failures,
+        lastAppliedAtMs: reconciler.status.lastAppliedAtMs, rejectedInputs,
+      }),
+      signal: ac.signal,
+      poll: false,
+    });
+    // The source before the data path: a bad config file fails before the data path is touched (a running one keeps its state).
     source = await startSource(opts.source, (s) => reconciler.submit(s), () => { rejectedInputs++; }, ac.signal);
     if (opts.dataplane !== 'ipvs' && !opts.pinRoot) {
       // A fresh host may not have bpffs mounted yet; mount it rather than fail (needs root, else the load says how).
@@ -290,18 +308,7 @@ export async function main(argv: string[]): Promise<number> {
     });
     dataplane = selected.dataplane;
     fallbackReason = selected.fallbackReason;
-    // Endpoints before the first apply: /readyz and grpc.health.v1 say "not ready" until it lands.
-    observability = await startObservability({
-      dataplane,
-      ...opts.observability,
-      readiness: () => reconciler.status.lastResult !== undefined,
-      fallbackReason: () => fallbackReason ?? undefined,
-      controlPlane: () => ({
-        applies: reconciler.status.applies, applyFailures: reconciler.status.failures,
-        lastAppliedAtMs: reconciler.status.lastAppliedAtMs, rejectedInputs,
-      }),
-      signal: ac.signal,
-    });
+    observability.hub.start(ac.signal);
     reconciler.start(ac.signal);
     await Promise.race([reconciler.idle(), stopped]);
   } catch (err) {
