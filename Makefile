@@ -9,7 +9,7 @@ BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86 -I bpf -I /us
 BPF_OBJ := bpf/director.bpf.o
 BPF_SRC := $(wildcard bpf/*.c bpf/*.h)
 
-.PHONY: all deps apt npm build bpf ts test test-ipvs bench bench-e2e bench-ipvs bench-stats bench-datapath bench-maglev bench-control demo clean bpffs
+.PHONY: all deps apt npm build bpf ts test test-ipvs bench bench-e2e bench-ipvs bench-stats bench-datapath bench-maglev bench-control demo clean bpffs bench-ffi
 
 all: build
 
@@ -52,7 +52,7 @@ test: deps build
 test-ipvs: deps build
 	node test/run.mjs ipvs-guest
 
-bench: bench-e2e bench-ipvs bench-stats bench-datapath bench-maglev bench-control
+bench: bench-e2e bench-ipvs bench-stats bench-datapath bench-maglev bench-control bench-ffi
 
 bench-e2e: deps build
 	node --import tsx bench/e2e.ts
@@ -76,6 +76,10 @@ bench-maglev: npm
 # Kubernetes control plane at 1,000 and 10,000 Services against the API server fixture.
 bench-control: deps build
 	node --import tsx bench/control.ts
+
+# Cost of one libbpf call through koffi against a plain JavaScript call (docs/decisions/0001).
+bench-ffi: deps build
+	node --import tsx bench/ffi-call.ts
 
 demo: deps build
 	node --import tsx test/demo/demo.ts
