@@ -5,37 +5,15 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { privilegeGap } from '../lib/privileged.js';
-import { cleanupStale, Topology } from '../lib/topology.js';
+import { e2eFixture } from '../lib/e2e-fixture.js';
 import { DirectorProcess, writeConfig } from '../lib/director.js';
 import { httpBurst, udpBurst, type BurstResult } from '../lib/traffic.js';
 import { readPinnedStats } from '../lib/pinned-stats.js';
 import { waitExit, waitFor } from '../lib/netns.js';
 
-let t: Topology;
-let director: DirectorProcess;
-let dir: string;
-const gap = privilegeGap();
-
-test.before(async () => {
-  if (gap) return;
-  cleanupStale();
-  t = await Topology.create({ clients: 1, servers: 3 });
-  await t.startServers();
-  dir = mkdtempSync(join(tmpdir(), 'xdir-e2e-'));
-});
-
-test.after(async () => {
-  if (gap) return;
-  await director?.stop();
-  await t?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
-
-const ptest = gap ? test.skip : test;
+const fx = e2eFixture(test, { tmpPrefix: 'xdir-e2e-' });
+const { ptest } = fx;
 
 /** Each server's share is within `tolerance` (fraction of the expected count) of its weight share. */
 function assertSpread(r: BurstResult, weights: Record<string, number>, tolerance: number, what: string): void {
@@ -51,62 +29,62 @@ function assertSpread(r: BurstResult, weights: Record<string, number>, tolerance
 }
 
 ptest('real servers never answer ARP or NDP for the VIP (LVS-DR real-server setup)', async () => {
-  const c = t.clients[0]!;
+  const c = fx.t.clients[0]!;
   // Point the VIPs on-link for a moment: the client must then ask the segment who has them.
-  await t.exec(c, ['ip', 'route', 'replace', `${t.vip4}/32`, 'dev', 'eth0']);
-  await t.exec(c, ['ip', '-6', 'route', 'replace', `${t.vip6}/128`, 'dev', 'eth0']);
+  await fx.t.exec(c, ['ip', 'route', 'replace', `${fx.t.vip4}/32`, 'dev', 'eth0']);
+  await fx.t.exec(c, ['ip', '-6', 'route', 'replace', `${fx.t.vip6}/128`, 'dev', 'eth0']);
   try {
-    await t.exec(c, ['ping', '-c', '2', '-i', '0.2', '-W', '1', t.vip4], { allowFail: true });
-    await t.exec(c, ['ping', '-6', '-c', '2', '-i', '0.2', '-W', '1', t.vip6], { allowFail: true });
-    const neigh = (await t.exec(c, ['ip', 'neigh', 'show', 'to', t.vip4])).stdout + (await t.exec(c, ['ip', '-6', 'neigh', 'show', 'to', t.vip6])).stdout;
+    await fx.t.exec(c, ['ping', '-c', '2', '-i', '0.2', '-W', '1', fx.t.vip4], { allowFail: true });
+    await fx.t.exec(c, ['ping', '-6', '-c', '2', '-i', '0.2', '-W', '1', fx.t.vip6], { allowFail: true });
+    const neigh = (await fx.t.exec(c, ['ip', 'neigh', 'show', 'to', fx.t.vip4])).stdout + (await fx.t.exec(c, ['ip', '-6', 'neigh', 'show', 'to', fx.t.vip6])).stdout;
     assert.not.match(neigh, /lladdr/, `a real server answered for the VIP:\n${neigh}`);
   } finally {
-    await t.exec(c, ['ip', 'route', 'replace', `${t.vip4}/32`, 'via', t.director.ipv4]);
-    await t.exec(c, ['ip', '-6', 'route', 'replace', `${t.vip6}/128`, 'via', t.director.ipv6]);
-    await t.exec(c, ['ip', 'neigh', 'flush', 'to', t.vip4], { allowFail: true });
-    await t.exec(c, ['ip', '-6', 'neigh', 'flush', 'to', t.vip6], { allowFail: true });
+    await fx.t.exec(c, ['ip', 'route', 'replace', `${fx.t.vip4}/32`, 'via', fx.t.director.ipv4]);
+    await fx.t.exec(c, ['ip', '-6', 'route', 'replace', `${fx.t.vip6}/128`, 'via', fx.t.director.ipv6]);
+    await fx.t.exec(c, ['ip', 'neigh', 'flush', 'to', fx.t.vip4], { allowFail: true });
+    await fx.t.exec(c, ['ip', '-6', 'neigh', 'flush', 'to', fx.t.vip6], { allowFail: true });
   }
 });
 
 ptest('TCP and UDP reach the VIP over IPv4 and IPv6, spread over the backends by weight', async () => {
-  const config = join(dir, 'xdir.yaml');
-  writeConfig(config, t, [{ server: 'rs1', weight: 1 }, { server: 'rs2', weight: 1 }, { server: 'rs3', weight: 2 }]);
-  director = await DirectorProcess.start(t, { config, xdpMode: 'native' });
+  const config = join(fx.dir, 'xdir.yaml');
+  writeConfig(config, fx.t, [{ server: 'rs1', weight: 1 }, { server: 'rs2', weight: 1 }, { server: 'rs3', weight: 2 }]);
+  fx.director = await DirectorProcess.start(fx.t, { config, xdpMode: 'native' });
   const weights = { rs1: 1, rs2: 1, rs3: 2 };
-  const c = t.clients[0]!;
-  for (const vip of [t.vip4, t.vip6]) {
-    const http = await httpBurst(t, c, vip, 200);
+  const c = fx.t.clients[0]!;
+  for (const vip of [fx.t.vip4, fx.t.vip6]) {
+    const http = await httpBurst(fx.t, c, vip, 200);
     assert.is(http.errors, 0, `HTTP to ${vip}: ${http.errorSamples.join('; ')}`);
     assertSpread(http, weights, 0.4, `HTTP to ${vip}`);
-    const udp = await udpBurst(t, c, vip, 200);
+    const udp = await udpBurst(fx.t, c, vip, 200);
     assert.is(udp.errors, 0, `UDP to ${vip}: ${udp.errorSamples.join('; ')}`);
     assertSpread(udp, weights, 0.4, `UDP to ${vip}`);
   }
 });
 
 ptest('replies go straight from the real server to the client: none crosses the director', async () => {
-  const c = t.clients[0]!;
+  const c = fx.t.clients[0]!;
   // Capture on the director's link as the switch sees it (XDP_TX frames never reach a tap on the
   // director's own interface). Bounded by count and time. --immediate-mode: without it, frames wait
   // in the capture buffer for its timeout and a prompt SIGINT finds them uncounted.
-  const filter = (dirn: 'src' | 'dst') => `${dirn} host ${t.vip4} or ${dirn} host ${t.vip6}`;
+  const filter = (dirn: 'src' | 'dst') => `${dirn} host ${fx.t.vip4} or ${dirn} host ${fx.t.vip6}`;
   // Stopped with SIGINT after the traffic (tcpdump then prints its count); -c and `timeout` bound it.
-  const capture = (dirn: 'src' | 'dst') => t.spawn(t.switchNs, ['timeout', '60', 'tcpdump', '--immediate-mode', '-nn', '-i', t.director.peer, '-c', '100000', '-w', '/dev/null', filter(dirn)]);
-  const before = await readPinnedStats(director.opts.pinRoot!);
+  const capture = (dirn: 'src' | 'dst') => fx.t.spawn(fx.t.switchNs, ['timeout', '60', 'tcpdump', '--immediate-mode', '-nn', '-i', fx.t.director.peer, '-c', '100000', '-w', '/dev/null', filter(dirn)]);
+  const before = await readPinnedStats(fx.director.opts.pinRoot!);
   const fromVip = capture('src');
   const toVip = capture('dst');
   const stderrOf = (p: typeof fromVip) => { const o = { text: '' }; p.stderr!.on('data', (d) => { o.text += d; }); return o; };
   const [fromErr, toErr] = [stderrOf(fromVip), stderrOf(toVip)];
   await waitFor('tcpdump listening', () => /listening on/.test(fromErr.text) && /listening on/.test(toErr.text), 15_000);
   const count = (o: { text: string }) => Number(/(\d+) packets? captured/.exec(o.text)?.[1] ?? -1);
-  const http = await httpBurst(t, c, t.vip4, 40);
-  const udp = await udpBurst(t, c, t.vip6, 40);
+  const http = await httpBurst(fx.t, c, fx.t.vip4, 40);
+  const udp = await udpBurst(fx.t, c, fx.t.vip6, 40);
   assert.is(http.errors + udp.errors, 0);
   await new Promise((r) => setTimeout(r, 300)); // let the last replies arrive
   for (const p of [fromVip, toVip]) p.kill('SIGINT');
   await Promise.all([waitExit(fromVip, 15_000), waitExit(toVip, 15_000)]);
   const [from, to] = [count(fromErr), count(toErr)];
-  const after = await readPinnedStats(director.opts.pinRoot!);
+  const after = await readPinnedStats(fx.director.opts.pinRoot!);
   assert.ok(to > 0, `capture saw no client packets to the VIP (${to}); it cannot prove anything`);
   assert.is(from, 0, `${from} packets with the VIP as source crossed the director`);
   // Every packet the program forwarded went to a configured backend, and the forwarded count grew
@@ -118,13 +96,13 @@ ptest('replies go straight from the real server to the client: none crosses the 
 });
 
 ptest('SIGTERM leaves the program attached and forwarding; the next start adopts it', async () => {
-  assert.is(await director.stop('SIGTERM'), 0);
-  const attached = await t.exec(t.director, ['ip', '-j', 'link', 'show', 'eth0']);
+  assert.is(await fx.director.stop('SIGTERM'), 0);
+  const attached = await fx.t.exec(fx.t.director, ['ip', '-j', 'link', 'show', 'eth0']);
   assert.ok(JSON.parse(attached.stdout)[0].xdp, 'XDP program is still attached after SIGTERM');
-  const r = await httpBurst(t, t.clients[0]!, t.vip4, 20);
+  const r = await httpBurst(fx.t, fx.t.clients[0]!, fx.t.vip4, 20);
   assert.is(r.errors, 0, 'traffic keeps flowing with no director process');
-  director = await DirectorProcess.start(t, { config: director.opts.config, xdpMode: 'native' });
-  assert.is((await httpBurst(t, t.clients[0]!, t.vip6, 20)).errors, 0);
+  fx.director = await DirectorProcess.start(fx.t, { config: fx.director.opts.config, xdpMode: 'native' });
+  assert.is((await httpBurst(fx.t, fx.t.clients[0]!, fx.t.vip6, 20)).errors, 0);
 });
 
 test.run();

@@ -5,71 +5,54 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { privilegeGap } from '../lib/privileged.js';
-import { cleanupStale, Topology } from '../lib/topology.js';
+import { e2eFixture } from '../lib/e2e-fixture.js';
 import { DirectorProcess, writeConfig } from '../lib/director.js';
 import { heldProblems, HeldConnections, httpBurst, udpBurst } from '../lib/traffic.js';
 import { sleep } from '../lib/netns.js';
 
-let t: Topology;
-let director: DirectorProcess;
-let dir: string;
+const fx = e2eFixture(test, { tmpPrefix: 'xdir-e2e-' });
+const { ptest } = fx;
 let config: string;
-const gap = privilegeGap();
-const ptest = gap ? test.skip : test;
 
 type Backends = { server: string; weight?: number }[];
 
 /** Writes the config and waits until the director has applied it. */
 async function reconfigure(backends: Backends): Promise<void> {
-  const from = director.logs.length;
-  writeConfig(config, t, backends);
-  const changed = await director.waitForLog(/config changed/, 10_000, from);
-  await director.waitForLog(/desired state applied/, 10_000, director.logs.indexOf(changed));
+  const from = fx.director.logs.length;
+  writeConfig(config, fx.t, backends);
+  const changed = await fx.director.waitForLog(/config changed/, 10_000, from);
+  await fx.director.waitForLog(/desired state applied/, 10_000, fx.director.logs.indexOf(changed));
 }
 
-test.before(async () => {
-  if (gap) return;
-  cleanupStale();
-  t = await Topology.create({ clients: 1, servers: 3 });
-  await t.startServers();
-  dir = mkdtempSync(join(tmpdir(), 'xdir-e2e-'));
-  config = join(dir, 'xdir.yaml');
-  writeConfig(config, t, [{ server: 'rs1' }, { server: 'rs2' }]);
-  director = await DirectorProcess.start(t, { config, xdpMode: 'native' });
-});
-
-test.after(async () => {
-  if (gap) return;
-  await director?.stop();
-  await t?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+fx.before(async () => {
+  config = join(fx.dir, 'xdir.yaml');
+  writeConfig(config, fx.t, [{ server: 'rs1' }, { server: 'rs2' }]);
+  fx.director = await DirectorProcess.start(fx.t, { config, xdpMode: 'native' });
 });
 
 ptest('long-lived connections keep their backend while backends are added, drained and removed', async () => {
-  const c = t.clients[0]!;
-  const held = await HeldConnections.open(t, c, t.vip4, 6);
+  const c = fx.t.clients[0]!;
+  const held = await HeldConnections.open(fx.t, c, fx.t.vip4, 6);
   const onOld = (await held.report()).filter((h) => h.servers[0] === 'rs1' || h.servers[0] === 'rs2');
   assert.is(onOld.length, 6, 'every held connection starts on rs1 or rs2');
 
   await reconfigure([{ server: 'rs1' }, { server: 'rs2' }, { server: 'rs3' }]);
-  const added = await httpBurst(t, c, t.vip4, 60);
+  const added = await httpBurst(fx.t, c, fx.t.vip4, 60);
   assert.is(added.errors, 0);
   assert.ok((added.byServer.rs3 ?? 0) > 0, `new backend rs3 gets new connections: ${JSON.stringify(added.byServer)}`);
 
   await reconfigure([{ server: 'rs1', weight: 0 }, { server: 'rs2' }, { server: 'rs3' }]);
-  const drained = await httpBurst(t, c, t.vip4, 60);
+  const drained = await httpBurst(fx.t, c, fx.t.vip4, 60);
   assert.is(drained.errors, 0);
   assert.is(drained.byServer.rs1 ?? 0, 0, `new connections avoid drained rs1: ${JSON.stringify(drained.byServer)}`);
-  const drainedUdp = await udpBurst(t, c, t.vip4, 60, { sourcePortBase: 20_000 });
+  const drainedUdp = await udpBurst(fx.t, c, fx.t.vip4, 60, { sourcePortBase: 20_000 });
   assert.is(drainedUdp.errors, 0);
   assert.is(drainedUdp.byServer.rs1 ?? 0, 0, `new UDP flows avoid drained rs1: ${JSON.stringify(drainedUdp.byServer)}`);
 
   await reconfigure([{ server: 'rs1', weight: 0 }, { server: 'rs3' }]);
-  const removed = await httpBurst(t, c, t.vip4, 40);
+  const removed = await httpBurst(fx.t, c, fx.t.vip4, 40);
   assert.is(removed.errors, 0);
   assert.equal(Object.keys(removed.byServer), ['rs3'], `only rs3 takes new connections: ${JSON.stringify(removed.byServer)}`);
 
@@ -80,9 +63,9 @@ ptest('long-lived connections keep their backend while backends are added, drain
 });
 
 ptest('100 config edits under traffic lose no established connection', async () => {
-  const c = t.clients[0]!;
-  const held4 = await HeldConnections.open(t, c, t.vip4, 4, { intervalMs: 50 });
-  const held6 = await HeldConnections.open(t, c, t.vip6, 4, { intervalMs: 50 });
+  const c = fx.t.clients[0]!;
+  const held4 = await HeldConnections.open(fx.t, c, fx.t.vip4, 4, { intervalMs: 50 });
+  const held6 = await HeldConnections.open(fx.t, c, fx.t.vip6, 4, { intervalMs: 50 });
   const variants: Backends[] = [
     [{ server: 'rs1' }, { server: 'rs2' }, { server: 'rs3' }],
     [{ server: 'rs1', weight: 3 }, { server: 'rs2' }],
@@ -90,55 +73,55 @@ ptest('100 config edits under traffic lose no established connection', async () 
     [{ server: 'rs2' }, { server: 'rs3', weight: 5 }],
     [{ server: 'rs1' }, { server: 'rs3', weight: 0 }],
   ];
-  const from = director.logs.length;
-  const burst = httpBurst(t, c, t.vip4, 600, { concurrency: 4 });
+  const from = fx.director.logs.length;
+  const burst = httpBurst(fx.t, c, fx.t.vip4, 600, { concurrency: 4 });
   for (let i = 0; i < 100; i++) {
-    writeConfig(config, t, variants[i % variants.length]!);
+    writeConfig(config, fx.t, variants[i % variants.length]!);
     // Spaced just past the source's 100 ms debounce, so most edits are applied one by one.
     await sleep(150);
   }
   const newConns = await burst;
   await sleep(500);
-  await director.waitForLog(/desired state applied/, 10_000, director.logs.length - 1).catch(() => undefined);
-  const applied = director.logs.slice(from).filter((l) => /config changed/.test(l.msg)).length;
+  await fx.director.waitForLog(/desired state applied/, 10_000, fx.director.logs.length - 1).catch(() => undefined);
+  const applied = fx.director.logs.slice(from).filter((l) => /config changed/.test(l.msg)).length;
   const problems = [...heldProblems(await held4.close()), ...heldProblems(await held6.close())];
   assert.equal(problems, []);
   assert.is(newConns.errors, 0, `new connections during the edits: ${newConns.errorSamples.join('; ')}`);
   assert.ok(applied >= 50, `the director applied ${applied} of the 100 edits (some may coalesce, most must land)`);
-  const errors = director.logs.slice(from).filter((l) => l.level >= 50);
+  const errors = fx.director.logs.slice(from).filter((l) => l.level >= 50);
   assert.equal(errors.map((l) => l.msg), [], 'no errors logged during the edits');
 });
 
 ptest('a malformed edit is reported with its line and changes nothing', async () => {
-  const c = t.clients[0]!;
+  const c = fx.t.clients[0]!;
   await reconfigure([{ server: 'rs1' }, { server: 'rs2' }]);
-  const from = director.logs.length;
+  const from = fx.director.logs.length;
   writeFileSync(config, `services:
-  - vip: ${t.vip4}
+  - vip: ${fx.t.vip4}
     port: 80
     protocol: tcp
     backends:
       - address: 198.18.0.299
 `);
-  await director.waitForLog(/config edit rejected/, 10_000, from);
-  const located = director.logs.slice(from).find((l) => /xdir\.yaml:2: .*198\.18\.0\.299/.test(l.msg));
-  assert.ok(located, `the error names the file, line and value:\n${director.output()}`);
-  const r = await httpBurst(t, c, t.vip4, 40);
+  await fx.director.waitForLog(/config edit rejected/, 10_000, from);
+  const located = fx.director.logs.slice(from).find((l) => /xdir\.yaml:2: .*198\.18\.0\.299/.test(l.msg));
+  assert.ok(located, `the error names the file, line and value:\n${fx.director.output()}`);
+  const r = await httpBurst(fx.t, c, fx.t.vip4, 40);
   assert.is(r.errors, 0);
   assert.equal(Object.keys(r.byServer).sort(), ['rs1', 'rs2'], 'the last good state (rs1, rs2) still serves');
-  const r6 = await httpBurst(t, c, t.vip6, 10);
+  const r6 = await httpBurst(fx.t, c, fx.t.vip6, 10);
   assert.is(r6.errors, 0, 'services missing from the bad edit were not removed');
 });
 
 ptest('restarting the director under traffic loses no established connection', async () => {
-  const c = t.clients[0]!;
+  const c = fx.t.clients[0]!;
   await reconfigure([{ server: 'rs1' }, { server: 'rs2' }, { server: 'rs3' }]);
-  const held4 = await HeldConnections.open(t, c, t.vip4, 4, { intervalMs: 50 });
-  const held6 = await HeldConnections.open(t, c, t.vip6, 4, { intervalMs: 50 });
-  assert.is(await director.stop('SIGTERM'), 0);
+  const held4 = await HeldConnections.open(fx.t, c, fx.t.vip4, 4, { intervalMs: 50 });
+  const held6 = await HeldConnections.open(fx.t, c, fx.t.vip6, 4, { intervalMs: 50 });
+  assert.is(await fx.director.stop('SIGTERM'), 0);
   await sleep(300); // traffic flows with no director process at all
-  director = await DirectorProcess.start(t, { config, xdpMode: 'native' });
-  const r = await httpBurst(t, c, t.vip4, 30);
+  fx.director = await DirectorProcess.start(fx.t, { config, xdpMode: 'native' });
+  const r = await httpBurst(fx.t, c, fx.t.vip4, 30);
   assert.is(r.errors, 0);
   await sleep(300);
   const problems = [...heldProblems(await held4.close()), ...heldProblems(await held6.close())];

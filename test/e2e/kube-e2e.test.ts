@@ -8,15 +8,13 @@
  * second part uses node backends (externalTrafficPolicy: Local), where the real servers play nodes.
  */
 import { join } from 'node:path';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import * as readline from 'node:readline';
 import type { ChildProcess } from 'node:child_process';
 import * as assert from 'uvu/assert';
 import { test } from 'uvu';
-import { privilegedTest } from '../lib/privileged.js';
-import { Topology, cleanupStale } from '../lib/topology.js';
+import { e2eFixture } from '../lib/e2e-fixture.js';
+import type { Topology } from '../lib/topology.js';
 import { waitFor, waitExit } from '../lib/netns.js';
 import { FakeKubeApiServer } from '../lib/kube-apiserver.js';
 import { endpointSlice, ipPool, lbService, node, startCluster, statusIPs } from '../sources/kube-helpers.js';
@@ -24,6 +22,8 @@ import { endpointSlice, ipPool, lbService, node, startCluster, statusIPs } from 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLIENT = join(ROOT, 'test', 'lib', 'servers', 'client.mjs');
 const DIRECTOR = join(ROOT, 'test', 'e2e', 'kube-director.ts');
+
+const fx = e2eFixture(test, { tmpPrefix: 'xdir-kube-e2e-', serverProcesses: { http: [80], udp: 0 } });
 
 interface Burst { ok: number; errors: number; byServer: Record<string, number>; errorSamples: string[] }
 
@@ -49,15 +49,13 @@ function startDirector(t: Topology, socket: string): { child: ChildProcess; line
   return { child, lines, ready };
 }
 
-privilegedTest('a VIP the controller allocated carries real TCP to the endpoints, following EndpointSlices', async () => {
-  cleanupStale();
-  const t = await Topology.create({ clients: 1, servers: 3 });
+fx.ptest('a VIP the controller allocated carries real TCP to the endpoints, following EndpointSlices', async () => {
+  const { t } = fx;
   let server: FakeKubeApiServer | undefined;
   let director: ReturnType<typeof startDirector> | undefined;
   try {
-    await t.startServers({ http: [80], udp: 0 });
     server = await startCluster();
-    const socket = join(mkdtempSync(join(tmpdir(), 'xdir-kube-e2e-')), 'apiserver.sock');
+    const socket = join(fx.dir, 'apiserver.sock');
     await server.listenUnix(socket);
     const [rs1, rs2, rs3] = t.servers as [typeof t.servers[0], typeof t.servers[0], typeof t.servers[0]];
     for (const rs of t.servers) server.apply(node(rs.name, rs.ipv4));
@@ -109,7 +107,6 @@ privilegedTest('a VIP the controller allocated carries real TCP to the endpoints
       await waitExit(director.child, 15_000).catch(() => director!.child.kill('SIGKILL'));
     }
     await server?.close();
-    await t.destroy();
   }
 });
 

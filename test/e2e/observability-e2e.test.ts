@@ -8,11 +8,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { privilegeGap } from '../lib/privileged.js';
-import { cleanupStale, Topology } from '../lib/topology.js';
+import { e2eFixture } from '../lib/e2e-fixture.js';
 import { CLI, DirectorProcess, directorGrpcTarget, writeConfig } from '../lib/director.js';
 import { sendCountedDatagrams } from '../lib/counted-udp.js';
 import { run } from '../lib/netns.js';
@@ -20,42 +17,27 @@ import { StreamCollector, directorClient, waitFor } from '../observability/grpc-
 import { serviceKey } from '../../control/model/types.js';
 import type { StatsSnapshotMsg } from '../../control/observability/grpc/proto.js';
 
-const gap = privilegeGap();
-const ptest = gap ? test.skip : test;
+const fx = e2eFixture(test, { tmpPrefix: 'xdir-e2e-obs-', servers: 2 });
+const { ptest } = fx;
 const FLOWS = 10;
 const PER_FLOW = 5;
 const BURST = FLOWS * PER_FLOW;
 /** The default metrics address: loopback of the director's namespace, which only that namespace reaches. */
 const METRICS = 'http://127.0.0.1:9469';
 
-let t: Topology;
-let director: DirectorProcess | undefined;
-let dir: string;
 let target: string;
 
-test.before(async () => {
-  if (gap) return;
-  cleanupStale();
-  t = await Topology.create({ clients: 1, servers: 2 });
-  await t.startServers();
-  dir = mkdtempSync(join(tmpdir(), 'xdir-e2e-obs-'));
-  const config = join(dir, 'xdir.yaml');
-  writeConfig(config, t, [{ server: 'rs1' }, { server: 'rs2' }]);
-  director = await DirectorProcess.start(t, { config, xdpMode: 'native' });
-  target = directorGrpcTarget(t);
-});
-
-test.after(async () => {
-  if (gap) return;
-  await director?.stop();
-  await t?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+fx.before(async () => {
+  const config = join(fx.dir, 'xdir.yaml');
+  writeConfig(config, fx.t, [{ server: 'rs1' }, { server: 'rs2' }]);
+  fx.director = await DirectorProcess.start(fx.t, { config, xdpMode: 'native' });
+  target = directorGrpcTarget(fx.t);
 });
 
 /** curl inside the director's namespace; returns the body (or, with `statusOnly`, the HTTP status). */
 async function curlInDirector(path: string, statusOnly = false): Promise<string> {
   const args = ['curl', '-s', '--max-time', '5', ...(statusOnly ? ['-o', '/dev/null', '-w', '%{http_code}'] : []), `${METRICS}${path}`];
-  return (await t.exec(t.director, args)).stdout;
+  return (await fx.t.exec(fx.t.director, args)).stdout;
 }
 
 ptest('xdir status (its own process) lists the configured VIPs, backends and the xdp data path', async () => {
@@ -63,11 +45,11 @@ ptest('xdir status (its own process) lists the configured VIPs, backends and the
   assert.match(stdout, /^data path: xdp\n/, stdout);
   const line = (start: string): string => stdout.split('\n').find((l) => l.trimStart().startsWith(start)) ?? '';
   for (const fam of [4, 6] as const) {
-    const vip = fam === 4 ? t.vip4 : t.vip6;
+    const vip = fam === 4 ? fx.t.vip4 : fx.t.vip6;
     for (const [protocol, port] of [['tcp', 80], ['udp', 53]] as const) {
       assert.match(line(serviceKey({ vip, port, protocol })), /\s2 backends\s/, `${vip} ${protocol}/${port} listed:\n${stdout}`);
     }
-    for (const s of t.servers) {
+    for (const s of fx.t.servers) {
       assert.match(line(fam === 4 ? s.ipv4 : s.ipv6), /\s1\s+active\s/, `backend ${s.name} (IPv${fam}) listed, weight 1, active:\n${stdout}`);
     }
   }
@@ -77,7 +59,7 @@ const total = (s: StatsSnapshotMsg, key: string): bigint => BigInt(s.services.fi
 
 for (const fam of [4, 6] as const) {
   ptest(`IPv${fam}: a grpc-js Watch stream sees the VIP counter rise by exactly the datagrams sent`, async () => {
-    const vip = fam === 4 ? t.vip4 : t.vip6;
+    const vip = fam === 4 ? fx.t.vip4 : fx.t.vip6;
     const key = serviceKey({ vip, port: 53, protocol: 'udp' });
     const client = directorClient(target);
     const w = new StreamCollector(client.Watch({ interval_ms: 100, vips: [vip] }));
@@ -86,7 +68,7 @@ for (const fam of [4, 6] as const) {
       const before = w.got.at(-1)!;
       assert.is(before.data_path, 'DATA_PATH_XDP');
       assert.ok(before.services.some((s) => s.key === key), `the stream lists ${key}: ${before.services.map((s) => s.key).join(', ')}`);
-      const { sent, replies } = await sendCountedDatagrams(t, t.clients[0]!, vip, { flows: FLOWS, perFlow: PER_FLOW });
+      const { sent, replies } = await sendCountedDatagrams(fx.t, fx.t.clients[0]!, vip, { flows: FLOWS, perFlow: PER_FLOW });
       assert.is(sent, BURST);
       assert.is(replies, BURST, 'every datagram answered by a real server');
       // A snapshot holding the whole burst, then one more reading: the counter must not move further.
@@ -108,7 +90,7 @@ ptest('/metrics in the director namespace passes promtool and counts the VIP; /r
   assert.is(check.error, undefined, 'promtool must be installed (Debian package prometheus)');
   assert.is(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
   assert.match(body, /^xdir_dataplane_info\{dataplane="xdp"\} 1$/m);
-  for (const vip of [t.vip4, t.vip6]) {
+  for (const vip of [fx.t.vip4, fx.t.vip6]) {
     const series = body.split('\n').find((l) => l.startsWith('xdir_service_packets_total{')
       && l.includes(`vip="${vip}"`) && l.includes('port="53"') && l.includes('protocol="udp"'));
     assert.ok(series, `xdir_service_packets_total for udp ${vip}:53 in:\n${body.split('\n').filter((l) => l.startsWith('xdir_service')).join('\n')}`);

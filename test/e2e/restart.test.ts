@@ -8,52 +8,31 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { privilegeGap } from '../lib/privileged.js';
-import { cleanupStale, Topology } from '../lib/topology.js';
+import { e2eFixture } from '../lib/e2e-fixture.js';
 import { DirectorProcess, writeConfig } from '../lib/director.js';
 import { heldProblems, HeldConnections, httpBurst, udpBurst, type HeldConnection } from '../lib/traffic.js';
 import { forwardingMapDiff, snapshotPinnedMaps } from '../lib/pinned-maps.js';
 import { sleep } from '../lib/netns.js';
 
-let t: Topology;
-let director: DirectorProcess | undefined;
-let dir: string;
-const gap = privilegeGap();
-const ptest = gap ? test.skip : test;
-
-test.before(async () => {
-  if (gap) return;
-  cleanupStale();
-  t = await Topology.create({ clients: 1, servers: 3 });
-  await t.startServers();
-  dir = mkdtempSync(join(tmpdir(), 'xdir-e2e-restart-'));
-});
-
-test.after(async () => {
-  if (gap) return;
-  await director?.stop();
-  await t?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+const fx = e2eFixture(test, { tmpPrefix: 'xdir-e2e-restart-' });
+const { ptest } = fx;
 
 /** Connection id -> the one real server that answered it. */
 const serverOf = (conns: HeldConnection[]) => Object.fromEntries(conns.map((c) => [c.id, c.servers.join('+')]));
 
 ptest('after SIGKILL the data path keeps forwarding, and the restart adopts every map without a write', async () => {
-  const c = t.clients[0]!;
-  const config = join(dir, 'xdir.yaml');
+  const c = fx.t.clients[0]!;
+  const config = join(fx.dir, 'xdir.yaml');
   // IPv4 and IPv6, TCP/80 and UDP/53 each, over three backends.
-  writeConfig(config, t, [{ server: 'rs1' }, { server: 'rs2' }, { server: 'rs3', weight: 2 }]);
-  director = await DirectorProcess.start(t, { config, xdpMode: 'native' });
-  const pinRoot = director.opts.pinRoot!;
+  writeConfig(config, fx.t, [{ server: 'rs1' }, { server: 'rs2' }, { server: 'rs3', weight: 2 }]);
+  fx.director = await DirectorProcess.start(fx.t, { config, xdpMode: 'native' });
+  const pinRoot = fx.director.opts.pinRoot!;
 
-  const held4 = await HeldConnections.open(t, c, t.vip4, 3);
-  const held6 = await HeldConnections.open(t, c, t.vip6, 3);
+  const held4 = await HeldConnections.open(fx.t, c, fx.t.vip4, 3);
+  const held6 = await HeldConnections.open(fx.t, c, fx.t.vip6, 3);
   const first = [serverOf(await held4.report()), serverOf(await held6.report())];
-  const udp = await udpBurst(t, c, t.vip4, 20, { sourcePortBase: 21_000 });
+  const udp = await udpBurst(fx.t, c, fx.t.vip4, 20, { sourcePortBase: 21_000 });
   assert.is(udp.errors, 0, `UDP before the crash: ${udp.errorSamples.join('; ')}`);
 
   const before = snapshotPinnedMaps(pinRoot);
@@ -63,36 +42,36 @@ ptest('after SIGKILL the data path keeps forwarding, and the restart adopts ever
   assert.ok(before.flows.size >= 6 + 20, `the connection table holds the held connections and UDP flows (${before.flows.size})`);
 
   // A crash: no shutdown code runs at all.
-  assert.is(await director.stop('SIGKILL'), 'SIGKILL');
-  director = undefined;
-  const link = JSON.parse((await t.exec(t.director, ['ip', '-j', 'link', 'show', 'eth0'])).stdout) as { xdp?: unknown }[];
+  assert.is(await fx.director.stop('SIGKILL'), 'SIGKILL');
+  fx.director = undefined;
+  const link = JSON.parse((await fx.t.exec(fx.t.director, ['ip', '-j', 'link', 'show', 'eth0'])).stdout) as { xdp?: unknown }[];
   assert.ok(link[0]?.xdp, 'the XDP program is still attached after the director was killed');
-  const orphanHttp = await httpBurst(t, c, t.vip6, 20);
+  const orphanHttp = await httpBurst(fx.t, c, fx.t.vip6, 20);
   assert.is(orphanHttp.errors, 0, `new TCP connections with no director process: ${orphanHttp.errorSamples.join('; ')}`);
-  const orphanUdp = await udpBurst(t, c, t.vip4, 20, { sourcePortBase: 22_000 });
+  const orphanUdp = await udpBurst(fx.t, c, fx.t.vip4, 20, { sourcePortBase: 22_000 });
   assert.is(orphanUdp.errors, 0, `new UDP flows with no director process: ${orphanUdp.errorSamples.join('; ')}`);
   const orphaned = [await held4.report(), await held6.report()];
   assert.equal(orphaned.flatMap(heldProblems), [], 'held connections stay healthy with no director process');
   await sleep(300); // the held connections keep exchanging requests with nobody managing the maps
 
-  director = await DirectorProcess.start(t, { config, xdpMode: 'native' });
-  const adopted = await director.waitForLog(/adopted pinned maps/);
-  assert.is(adopted.vips, 4, director.output());
-  assert.is(adopted.backends, 6, director.output());
-  const applied = await director.waitForLog(/desired state applied/);
+  fx.director = await DirectorProcess.start(fx.t, { config, xdpMode: 'native' });
+  const adopted = await fx.director.waitForLog(/adopted pinned maps/);
+  assert.is(adopted.vips, 4, fx.director.output());
+  assert.is(adopted.backends, 6, fx.director.output());
+  const applied = await fx.director.waitForLog(/desired state applied/);
   assert.equal(
     { added: applied.servicesAdded, updated: applied.servicesUpdated, removed: applied.servicesRemoved, unchanged: applied.servicesUnchanged },
     { added: 0, updated: 0, removed: 0, unchanged: 4 },
-    `the first apply after the restart changes nothing:\n${director.output()}`,
+    `the first apply after the restart changes nothing:\n${fx.director.output()}`,
   );
-  assert.not.ok(director.logs.find((l) => /XDP maps updated/.test(l.msg)), `the restart wrote to the maps:\n${director.output()}`);
+  assert.not.ok(fx.director.logs.find((l) => /XDP maps updated/.test(l.msg)), `the restart wrote to the maps:\n${fx.director.output()}`);
 
   const after = snapshotPinnedMaps(pinRoot);
   assert.equal(forwardingMapDiff(before, after), [], 'vips and backends byte-identical, every ring the same inner map');
   const lost = [...before.flows].filter((k) => !after.flows.has(k));
   assert.is(lost.length, 0, `${lost.length} of ${before.flows.size} connection-table entries were lost across the restart`);
 
-  const served = await httpBurst(t, c, t.vip4, 20);
+  const served = await httpBurst(fx.t, c, fx.t.vip4, 20);
   assert.is(served.errors, 0, 'the restarted director serves new connections');
   const final = [await held4.close(), await held6.close()];
   assert.equal(final.flatMap(heldProblems), [], 'no held connection broke or changed server');
