@@ -8,7 +8,9 @@
  * - Retries: a failed apply is retried with capped exponential backoff, or at once when a newer
  *   state arrives (it may be the fix). The data path keeps whatever it had meanwhile.
  * - Resync: the last desired state is re-applied periodically; apply() touches only what differs,
- *   so this is cheap; on IPVS, which re-reads the kernel each apply, it also repairs drift.
+ *   so this is cheap. It also repairs drift (an entry changed or removed by hand) on both data
+ *   paths: IPVS re-reads the kernel on every apply; XDP plans from what it wrote, so the resync
+ *   first calls Dataplane.repair(), which re-reads the maps when they differ from that.
  * Knows nothing of Kubernetes or files; both sources use it.
  */
 import type { ApplyResult, Dataplane } from './dataplane/dataplane.js';
@@ -16,7 +18,7 @@ import { logger, type Logger } from './log.js';
 import type { DesiredState } from './model/types.js';
 
 export interface ReconcilerOptions {
-  dataplane: Pick<Dataplane, 'apply'>;
+  dataplane: Pick<Dataplane, 'apply' | 'repair'>;
   log?: Logger;
   /** Re-apply the last desired state this often (default 60 s; 0 = never). */
   resyncMs?: number;
@@ -109,16 +111,18 @@ export class Reconciler {
   private async loop(): Promise<void> {
     const resyncMs = this.opts.resyncMs ?? 60_000;
     while (!this.stopped) {
+      let resync = false;
       if (this.pending === null) {
         this.notifyIdle();
         await this.sleep(resyncMs > 0 && this.applied ? resyncMs : null);
         if (this.stopped) break;
-        if (this.pending === null && this.applied) this.pending = this.applied; // periodic resync
+        if (this.pending === null && this.applied) { this.pending = this.applied; resync = true; } // periodic resync
         if (this.pending === null) continue;
       }
       const state = this.pending;
       this.pending = null;
       this.applying = true;
+      if (resync) await this.repair();
       try {
         const result = await this.opts.dataplane.apply(state);
         this.applied = state;
@@ -147,6 +151,18 @@ export class Reconciler {
       } finally {
         this.applying = false;
       }
+    }
+  }
+
+  /** Lets the data path re-read what drifted before a resync. A failure costs only the repair: the apply still runs. */
+  private async repair(): Promise<void> {
+    const { dataplane } = this.opts;
+    if (!dataplane.repair) return;
+    try {
+      await dataplane.repair();
+    } catch (err) {
+      this.log.warn({ err: err instanceof Error ? err.message : String(err) },
+        'checking the data path for drift failed; re-applying the desired state anyway');
     }
   }
 }

@@ -89,4 +89,44 @@ test('resync re-applies the last good state periodically', async () => {
   assert.is(dp.applied.length, n, 'nothing is applied after stop');
 });
 
+/** Records repair() and apply() calls in order; repair can be made to fail. */
+class RepairingDataplane extends RecordingDataplane {
+  calls: string[] = [];
+  repairFailures = 0;
+  async repair(): Promise<void> {
+    this.calls.push('repair');
+    if (this.repairFailures > 0) { this.repairFailures--; throw new Error('reading the maps failed: EPERM'); }
+  }
+  override apply(s: DesiredState): Promise<ApplyResult> {
+    this.calls.push(`apply ${s.services[0]!.port}`);
+    return super.apply(s);
+  }
+}
+
+test('the periodic resync calls repair() just before re-applying; a failed repair still re-applies', async () => {
+  const dp = new RepairingDataplane();
+  dp.repairFailures = 1;
+  const r = new Reconciler({ dataplane: dp, log: quiet, resyncMs: 10 });
+  r.start();
+  r.submit(state(3));
+  await waitFor('resyncs', () => dp.calls.filter((c) => c === 'repair').length >= 3 && dp.calls.at(-1) !== 'repair');
+  await r.stop();
+  assert.is(dp.calls[0], 'apply 3', 'a submitted state is applied without a repair');
+  dp.calls.forEach((c, i) => {
+    if (c === 'repair') assert.is(dp.calls[i + 1], 'apply 3', `call ${i}: every repair is followed by the re-apply`);
+    else if (i > 0) assert.is(dp.calls[i - 1], 'repair', `call ${i}: every re-apply follows a repair`);
+  });
+  assert.is(dp.repairFailures, 0, 'the failing repair was the first one');
+  assert.is(r.status.failures, 0);
+});
+
+test('submits never call repair()', async () => {
+  const dp = new RepairingDataplane();
+  const r = new Reconciler({ dataplane: dp, log: quiet, resyncMs: 0 });
+  r.start();
+  for (let i = 1; i <= 5; i++) { r.submit(state(i)); await r.idle(); }
+  await r.stop();
+  assert.equal(dp.calls, ['apply 1', 'apply 2', 'apply 3', 'apply 4', 'apply 5']);
+});
+
 test.run();

@@ -254,7 +254,9 @@ export async function main(argv: string[]): Promise<number> {
 
   let dataplane: Dataplane | undefined;
   let fallbackReason: string | null = null;
-  const reconciler = new Reconciler({ dataplane: { apply: (s) => dataplane!.apply(s) } });
+  const reconciler = new Reconciler({
+    dataplane: { apply: (s) => dataplane!.apply(s), repair: async () => { await dataplane!.repair?.(); } },
+  });
   let source: RunningSource | undefined;
   let rejectedInputs = 0;
   let observability: Observability | undefined;

@@ -66,6 +66,12 @@ export interface Dataplane {
   start(signal?: AbortSignal): Promise<void>;
   /** Make the data path match `desired`, touching only what differs. Never called concurrently. */
   apply(desired: DesiredState): Promise<ApplyResult>;
+  /**
+   * Re-read what is programmed, so the next apply repairs drift (an entry changed or removed by
+   * hand). Called by the periodic resync just before it re-applies; should cost little when
+   * nothing drifted. Absent where apply() reads the kernel anyway (IPVS).
+   */
+  repair?(): Promise<void>;
   /** The services as programmed now. */
   services(): ServiceStatus[];
   readStats(): Promise<StatsSample>;

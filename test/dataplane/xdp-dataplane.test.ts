@@ -2,7 +2,8 @@
  * XdpDataplane against the real object, real verifier and real maps (pinned under a fresh bpffs
  * directory), without attaching: packets go through BPF_PROG_TEST_RUN. Covers what the maps hold
  * after apply(), that a change writes only the difference, that a restart adopts the maps and then
- * writes nothing, weights and draining, MACs from the kernel neighbour table, stats and detach.
+ * writes nothing, that repair() finds entries changed by hand (and only then re-reads), weights and
+ * draining, MACs from the kernel neighbour table, stats and detach.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { BpfMap } from '../../control/bpf/index.js';
 import {
-  decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta, encodeU32,
+  decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta, encodeBackend, encodeRing, encodeU32, encodeVipKey,
   VIP_F_HASH_SRC_ONLY,
 } from '../../control/dataplane/xdp/codecs.js';
 import type { MapOp } from '../../control/dataplane/xdp/plan.js';
@@ -220,6 +221,68 @@ privilegedTest('a write failing half-way leaves the data path as the maps are; t
     assert.equal(ops, [], 'and then nothing is left to write');
   }, { onMapWrite: (op) => { ops.push(op); if (failAt >= 0 && --failAt === 0) throw new Error('injected write failure'); } });
 });
+
+privilegedTest('repair() finds entries changed by hand; the next apply restores them and only them', () => withDataplane(async ({ dp, ops, pinRoot }) => {
+  await dp.apply(STATE);
+  const before = readMaps(pinRoot);
+  const vipIdOf = (m: typeof before, key: string) => m.vips.get(key)!.vipId;
+
+  // Nothing drifted: repair reads the entries, writes nothing and keeps every ring.
+  ops.length = 0;
+  const writes = dp.writes;
+  await dp.repair();
+  assert.equal(ops, [], 'an unchanged director\'s repair writes nothing');
+  assert.is(dp.writes, writes);
+  assert.equal(readMaps(pinRoot).rings, before.rings);
+  await dp.apply(STATE);
+  assert.equal(ops, [], 'and the apply after it writes nothing either');
+
+  // By hand: delete WEB's vips entry, point a shared backend at a wrong MAC, remove STICKY's ring.
+  const vipsMap = BpfMap.fromPin(`${pinRoot}/vips`), backendsMap = BpfMap.fromPin(`${pinRoot}/backends`);
+  const ringsMap = BpfMap.fromPin(`${pinRoot}/rings`);
+  try {
+    assert.ok(vipsMap.delete(encodeVipKey({ vip: WEB.vip, port: WEB.port, protocol: WEB.protocol })));
+    backendsMap.update(encodeU32(before.idOf('198.18.2.2')!), encodeBackend({ address: '198.18.2.2', mac: '02:ee:ee:ee:ee:ee' }));
+    assert.ok(ringsMap.delete(encodeU32(vipIdOf(before, 'tcp/198.18.0.11:443'))));
+  } finally {
+    vipsMap.close(); backendsMap.close(); ringsMap.close();
+  }
+  const fresh = await dp.apply(STATE);
+  assert.equal(fresh.servicesUnchanged, 3, 'without repair, apply plans from what it wrote and sees nothing to do');
+
+  ops.length = 0;
+  await dp.repair();
+  const r = await dp.apply(STATE);
+  assert.equal(r, { servicesAdded: 1, servicesUpdated: 1, servicesRemoved: 0, servicesUnchanged: 1 });
+  const after = readMaps(pinRoot);
+  assert.equal([...after.vips.keys()].sort(), [...before.vips.keys()].sort(), 'the deleted vips entry is back');
+  assert.is(after.vips.get('tcp/198.18.0.10:80')!.flags, 0);
+  assert.equal(after.backends, before.backends, 'the overwritten backend entry is restored, every id kept');
+  assert.equal(after.rings.get(vipIdOf(after, 'tcp/198.18.0.11:443'))!.ring, before.rings.get(vipIdOf(before, 'tcp/198.18.0.11:443'))!.ring, 'the removed ring is back');
+  assert.equal(after.rings.get(vipIdOf(after, 'tcp/198.18.0.10:80'))!.ring, before.rings.get(vipIdOf(before, 'tcp/198.18.0.10:80'))!.ring);
+  assert.is(after.rings.get(vipIdOf(after, 'udp/[fd00::10]:53'))!.mapId, before.rings.get(vipIdOf(before, 'udp/[fd00::10]:53'))!.mapId,
+    'a VIP that did not drift keeps its ring map');
+  assert.not.ok(ops.some((o) => 'service' in o && o.service === 'udp/[fd00::10]:53'), 'nothing is written for a VIP that did not drift');
+  ops.length = 0;
+  await dp.repair();
+  await dp.apply(STATE);
+  assert.equal(ops, [], 'once repaired, nothing is left to write');
+
+  // By hand: swap in another inner map whose ring sends every slot to one backend.
+  const webId = vipIdOf(after, 'tcp/198.18.0.10:80');
+  const skewed = BpfMap.create({ type: 'array', name: 'skewed', keySize: 4, valueSize: 4 * RING, maxEntries: 1 });
+  const rings = BpfMap.fromPin(`${pinRoot}/rings`);
+  try {
+    skewed.update(encodeU32(0), encodeRing(new Uint32Array(RING).fill(after.idOf('198.18.2.1')!)));
+    rings.update(encodeU32(webId), encodeU32(skewed.fd));
+  } finally {
+    skewed.close(); rings.close();
+  }
+  await dp.repair();
+  await dp.apply(STATE);
+  assert.equal(ops.map((o) => o.kind), ['ring-set'], 'only the replaced ring is rewritten');
+  assert.equal(readMaps(pinRoot).rings.get(webId)!.ring, before.rings.get(vipIdOf(before, 'tcp/198.18.0.10:80'))!.ring);
+}));
 
 const DIRECTOR_MAC = '02:d1:00:00:00:01';
 function syn(dst: string, dport: number, sport = 40000): Buffer {

@@ -2,6 +2,11 @@
  * The XDP data path: loads bpf/director.bpf.o (or adopts its pinned maps after a restart),
  * attaches it, and keeps its maps equal to the desired state with as few writes as possible.
  * What to write is decided by plan.ts (pure); this file only reads and writes maps.
+ *
+ * apply() plans against what this process wrote, not against the maps (reading every ring each
+ * apply would cost O(VIPs x ring size)). repair() closes the gap: it compares the maps with that
+ * record cheaply (vips, backends, and each ring's inner map id) and, only when something drifted,
+ * re-reads the maps so the next apply rewrites what was changed by hand.
  */
 import { constants } from 'node:os';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -97,6 +102,11 @@ export class XdpDataplane implements Dataplane {
   private state: ProgrammedState;
   private lastDesired: DesiredState | null = null;
   private lastRetain: ReadonlySet<string> = new Set();
+  /**
+   * The kernel id of the inner map in rings[vipId], by VIP id, as last written or adopted. Ids are
+   * not reused, so a different id (or none) means the ring was replaced or removed by someone else.
+   */
+  private ringIds = new Map<number, number>();
   private warnedRingsUnreadable = false;
   /** Validation results of the services sources hand over again unchanged (the same objects). */
   private readonly validated = new ValidationMemo();
@@ -215,6 +225,82 @@ export class XdpDataplane implements Dataplane {
     });
   }
 
+  repair(): Promise<void> {
+    return this.serialised(async () => {
+      if (!this.obj) throw new Error('the XDP data path is not started; call start() before repair()');
+      const drift = this.findDrift();
+      if (drift.length === 0) return;
+      log.warn({ drift: drift.slice(0, 20), drifted: drift.length },
+        'the XDP maps differ from what the director wrote (changed by hand?); re-read them, the next apply repairs them');
+      // Rings whose inner map is still the one written are known without opening them (which
+      // needs CAP_SYS_ADMIN and costs a ring-sized read each).
+      const known = new Map<number, { innerId: number; ring: Uint32Array }>();
+      for (const v of this.state.vips.values()) {
+        const innerId = this.ringIds.get(v.id);
+        if (v.ring && innerId !== undefined) known.set(v.id, { innerId, ring: v.ring });
+      }
+      this.state = this.readProgrammedState(known);
+    });
+  }
+
+  /** How the maps differ from what this process wrote or adopted (empty when they do not): entry reads, no ring reads. */
+  private findDrift(): string[] {
+    const o = this.object;
+    const drift: string[] = [];
+    const vips = o.map('vips');
+    const vipEntries = vips.lookupAll();
+    const seen = new Set<string>();
+    for (let i = 0; i < vipEntries.count; i++) {
+      const key = serviceKey(decodeVipKey(vipEntries.keys.subarray(i * vips.keySize, (i + 1) * vips.keySize)));
+      const meta = decodeVipMeta(vipEntries.values.subarray(i * vips.valueSize, (i + 1) * vips.valueSize));
+      seen.add(key);
+      const want = this.state.vips.get(key);
+      if (!want) drift.push(`vips: unexpected entry ${key}`);
+      else if (want.id !== meta.vipId || want.flags !== meta.flags) {
+        drift.push(`vips: ${key} holds id ${meta.vipId} flags ${meta.flags}, not id ${want.id} flags ${want.flags}`);
+      }
+    }
+    for (const key of this.state.vips.keys()) if (!seen.has(key)) drift.push(`vips: ${key} is missing`);
+
+    const wantBackends = new Map<number, { address: string; mac: string | null }>();
+    for (const b of this.state.backends.values()) wantBackends.set(b.id, b);
+    const backends = o.map('backends');
+    const backendEntries = backends.lookupAll();
+    for (let i = 0; i < backendEntries.count; i++) {
+      const entry = decodeBackend(backendEntries.values.subarray(i * backends.valueSize, (i + 1) * backends.valueSize));
+      const id = decodeU32(backendEntries.keys, i * 4);
+      const want = wantBackends.get(id);
+      wantBackends.delete(id);
+      if (!entry) {
+        if (want) drift.push(`backends: id ${id} (${want.address}) is cleared`);
+        continue;
+      }
+      if (!want || want.address !== entry.address || want.mac !== entry.mac) {
+        drift.push(`backends: id ${id} holds ${entry.address} mac ${entry.mac ?? 'none'}` +
+          (want ? `, not ${want.address} mac ${want.mac ?? 'none'}` : ', unexpected'));
+      }
+    }
+    // An array map lists every slot; a wanted id it did not list is missing all the same.
+    for (const [id, want] of wantBackends) drift.push(`backends: id ${id} (${want.address}) is missing`);
+
+    const ringsNow = this.ringInnerIds();
+    for (const [vipId, innerId] of ringsNow) {
+      const want = this.ringIds.get(vipId);
+      if (want === undefined) drift.push(`rings: unexpected ring for VIP id ${vipId}`);
+      else if (want !== innerId) drift.push(`rings: the ring of VIP id ${vipId} was replaced (inner map ${innerId}, not ${want})`);
+    }
+    for (const vipId of this.ringIds.keys()) if (!ringsNow.has(vipId)) drift.push(`rings: the ring of VIP id ${vipId} is missing`);
+    return drift;
+  }
+
+  /** rings as VIP id -> kernel id of its inner map (readable without CAP_SYS_ADMIN, unlike the ring itself). */
+  private ringInnerIds(): Map<number, number> {
+    const all = this.object.map('rings').lookupAll();
+    const out = new Map<number, number>();
+    for (let i = 0; i < all.count; i++) out.set(decodeU32(all.keys, i * 4), decodeU32(all.values, i * 4));
+    return out;
+  }
+
   private reconcile(desired: DesiredState, retain: ReadonlySet<string>): ApplyResult {
     const plan = planApply(this.state, desired, { ringSize: this.ringSize, learnedMacs: this.learnedMacs, retain, ringCache: this.rings });
     for (const s of plan.skipped) log.error({ service: s.service }, `${s.service} is not programmed: ${s.reason}`);
@@ -290,6 +376,7 @@ export class XdpDataplane implements Dataplane {
         try {
           inner.update(encodeU32(0), encodeRing(op.ring));
           o.map('rings').update(encodeU32(op.vipId), encodeU32(inner.fd));
+          this.ringIds.set(op.vipId, inner.id);
         } finally {
           inner.close(); // `rings` holds its own reference
         }
@@ -297,6 +384,7 @@ export class XdpDataplane implements Dataplane {
       }
       case 'ring-delete':
         o.map('rings').delete(encodeU32(op.vipId));
+        this.ringIds.delete(op.vipId);
         break;
       case 'vip-set':
         o.map('vips').update(encodeVipKey(op.key), encodeVipMeta({ vipId: op.vipId, flags: op.flags }));
@@ -309,13 +397,11 @@ export class XdpDataplane implements Dataplane {
     this.opts.onMapWrite?.(op);
   }
 
-  /** The ring (backend ids) in rings[vipId], or null when there is none. */
-  private readRing(vipId: number): Uint32Array | null {
-    const innerId = this.object.map('rings').lookup(encodeU32(vipId));
-    if (!innerId) return null;
+  /** The ring (backend ids) in the inner map with kernel id `innerId`, or null when it cannot be read. */
+  private readRing(innerId: number): Uint32Array | null {
     let inner: BpfMap;
     try {
-      inner = BpfMap.fromId(decodeU32(innerId));
+      inner = BpfMap.fromId(innerId);
     } catch (err) {
       // Opening a map by id needs CAP_SYS_ADMIN, which a director with only NET_ADMIN, BPF and
       // PERFMON lacks. The ring then counts as unknown and the first apply rewrites it: the same
@@ -341,8 +427,11 @@ export class XdpDataplane implements Dataplane {
     return innerId ? decodeU32(innerId) : null;
   }
 
-  /** Rebuilds the programmed state from the maps: after a restart, and after a failed apply. */
-  private readProgrammedState(): ProgrammedState {
+  /**
+   * Rebuilds the programmed state from the maps: after a restart, a failed apply, and drift.
+   * `known`: rings already known by VIP id, used while rings[vipId] still holds that inner map.
+   */
+  private readProgrammedState(known?: ReadonlyMap<number, { innerId: number; ring: Uint32Array }>): ProgrammedState {
     const o = this.object;
     const backends = new Map<string, ProgrammedBackend>();
     const byId = new Map<number, string>();
@@ -362,13 +451,16 @@ export class XdpDataplane implements Dataplane {
     }
 
     const vips = new Map<string, ProgrammedVip>();
+    const innerIds = this.ringInnerIds();
     const vipEntries = o.map('vips').lookupAll();
     const ksize = o.map('vips').keySize, msize = o.map('vips').valueSize;
     for (let i = 0; i < vipEntries.count; i++) {
       const vipKey = decodeVipKey(vipEntries.keys.subarray(i * ksize, (i + 1) * ksize));
       const meta = decodeVipMeta(vipEntries.values.subarray(i * msize, (i + 1) * msize));
       const key = serviceKey(vipKey);
-      const ring = this.readRing(meta.vipId);
+      const innerId = innerIds.get(meta.vipId);
+      const mine = known?.get(meta.vipId);
+      const ring = innerId === undefined ? null : mine && mine.innerId === innerId ? mine.ring : this.readRing(innerId);
       const members = new Set<string>();
       if (ring) for (const id of new Set(ring)) { const a = byId.get(id); if (a) members.add(a); }
       vips.set(key, {
@@ -379,14 +471,16 @@ export class XdpDataplane implements Dataplane {
     const vipIds = IdAllocator.adopt(this.maxVips, 'VIP', [...vips.values()].map((v) => [v.key, v.id] as [string, number]));
     const backendIds = IdAllocator.adopt(this.maxBackends, 'backend', [...backends.values()].map((b) => [b.address, b.id] as [string, number]));
 
-    // A ring without a vips entry is left over from an apply that stopped half-way: drop it.
+    // A ring without a vips entry is left over from an apply that stopped half-way (or its vips
+    // entry was deleted by hand): drop it.
     const used = new Set([...vips.values()].map((v) => v.id));
-    for (const k of o.map('rings').keys()) {
-      if (!used.has(decodeU32(k))) {
-        log.info({ vipId: decodeU32(k) }, 'removing a ring no VIP refers to');
-        o.map('rings').delete(k);
-      }
+    const ringIds = new Map<number, number>();
+    for (const [vipId, innerId] of innerIds) {
+      if (used.has(vipId)) { ringIds.set(vipId, innerId); continue; }
+      log.info({ vipId }, 'removing a ring no VIP refers to');
+      o.map('rings').delete(encodeU32(vipId));
     }
+    this.ringIds = ringIds;
     return { vips, backends, vipIds, backendIds };
   }
 
