@@ -7,7 +7,7 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { describeErrno, lastErrno, sys } from './netlink/libc.js';
+import { describeErrno, errnoValue, lastErrno, sys } from './netlink/libc.js';
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -25,7 +25,7 @@ export function lockInstance(what: string, dir = LOCK_DIR): InstanceLock {
   if (sys.flock(fd, LOCK_EX | LOCK_NB) !== 0) {
     const errno = lastErrno();
     closeSync(fd);
-    if (errno === 11 /* EWOULDBLOCK */) {
+    if (errno === errnoValue('EWOULDBLOCK')) {
       throw new Error(`another xdir is running on ${what} (lock ${path} is held); stop it first: two directors on one data path corrupt each other's state`);
     }
     throw new Error(`cannot lock ${path} for ${what}: ${describeErrno(errno)}`);
