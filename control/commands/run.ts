@@ -13,7 +13,7 @@
 import { parseArgs } from 'node:util';
 import type { Dataplane } from '../dataplane/dataplane.js';
 import { DATAPLANE_CHOICES, type DataplaneChoice } from '../dataplane/select.js';
-import { defaultPinRoot } from '../dataplane/xdp/xdp-dataplane.js';
+import { defaultPinRoot } from '../dataplane/xdp/pin-root.js';
 import { lockInstance, type InstanceLock } from '../instance-lock.js';
 import type { XdpDataplaneOptions } from '../dataplane/xdp/xdp-dataplane.js';
 import { logger, setLogFormat, type Logger } from '../log.js';

@@ -3,12 +3,14 @@
  * back to IPVS when the XDP program cannot be loaded or attached; the reason is logged and kept
  * in `fallbackReason` for the gRPC API and the metrics. When no data path can start, the error
  * says what each one lacks.
+ *
+ * Each data path's modules are imported only when that data path is tried: the XDP side loads
+ * libbpf (libbpf1) when imported, and a host that runs on IPVS alone need not have it.
  */
-import { queryXdp } from '../bpf/xdp.js';
 import { logger, type Logger } from '../log.js';
 import type { Dataplane, DataplaneKind } from './dataplane.js';
-import { IpvsDataplane, type IpvsDataplaneOptions } from './ipvs/ipvs-dataplane.js';
-import { XdpDataplane, type XdpDataplaneOptions } from './xdp/xdp-dataplane.js';
+import type { IpvsDataplaneOptions } from './ipvs/ipvs-dataplane.js';
+import type { XdpDataplaneOptions } from './xdp/xdp-dataplane.js';
 
 export type DataplaneChoice = 'auto' | DataplaneKind;
 export const DATAPLANE_CHOICES: readonly DataplaneChoice[] = ['auto', 'xdp', 'ipvs'];
@@ -46,12 +48,23 @@ function firstLine(text: string): string {
   return line.length > 300 ? `${line.slice(0, 297)}...` : line;
 }
 
-/** The XDP program on `ifname`, if any; an interface that cannot be queried (e.g. absent) has none. */
-function attachedXdp(ifname: string): ReturnType<typeof queryXdp> {
+/** The XDP program on `ifname`, if any; an interface that cannot be queried (e.g. absent), or a host without libbpf, has none. */
+async function attachedXdp(ifname: string): Promise<{ progId: number; mode: string } | null> {
   try {
+    const { queryXdp } = await import('../bpf/xdp.js');
     return queryXdp(ifname);
   } catch {
     return null;
+  }
+}
+
+/** The XDP data path's module; it loads libbpf as it is imported, which is where a missing libbpf1 shows. */
+async function importXdp(): Promise<typeof import('./xdp/xdp-dataplane.js')> {
+  try {
+    return await import('./xdp/xdp-dataplane.js');
+  } catch (err) {
+    throw new Error(`cannot load libbpf for the XDP data path (${why(err)}); install libbpf1 (Debian: apt-get install libbpf1), ` +
+      'or run on IPVS with --dataplane=ipvs');
   }
 }
 
@@ -66,7 +79,9 @@ export async function createDataplane(opts: CreateDataplaneOptions): Promise<Sel
     return opts.xdp;
   };
   const startOne = async (kind: DataplaneKind): Promise<Dataplane> => {
-    const dp: Dataplane = kind === 'xdp' ? new XdpDataplane(xdpOptions()) : new IpvsDataplane(opts.ipvs);
+    const dp: Dataplane = kind === 'xdp'
+      ? new (await importXdp()).XdpDataplane(xdpOptions())
+      : new (await import('./ipvs/ipvs-dataplane.js')).IpvsDataplane(opts.ipvs);
     await dp.start(opts.signal);
     return dp;
   };
@@ -92,7 +107,7 @@ export async function createDataplane(opts: CreateDataplaneOptions): Promise<Sel
   // An XDP program left attached by an earlier run keeps forwarding from its last maps, ahead of
   // IPVS: falling back would leave config edits without effect, so say what to do instead.
   const ifname = opts.xdp?.interface;
-  const leftover = ifname ? attachedXdp(ifname) : null;
+  const leftover = ifname ? await attachedXdp(ifname) : null;
   if (leftover) {
     throw new NoDataplaneError(
       `XDP could not start (${firstLine(xdpFailure)}), and XDP program id ${leftover.progId} (${leftover.mode}) is still ` +
