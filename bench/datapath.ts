@@ -7,7 +7,13 @@
  *    - minimal forwarder: bench/fixtures/xdp_baseline.bpf.c, parse Ethernet + IP, swap the MACs,
  *      XDP_TX; the least a DR forwarder can do. Every ratio in the table is to this program;
  *    - the director (bpf/director.bpf.o, 10 backends, a 65,537-slot Maglev ring):
- *      flow-hit  the flow is in the connection table (created by one warm-up packet);
+ *      flow-hit  the flow is in the connection table (created by one warm-up packet). This is the
+ *                fast path (docs/decisions/0005): the flow is in this CPU's flow cache, as every
+ *                packet of an established flow is except one per 0.5 s per CPU (the cache's
+ *                refresh) and those whose cache slot another flow took;
+ *      flow-hit, no cache  the same with the flow cache turned off (flow_cache_off in .rodata):
+ *                the slow path an established flow takes on a cache miss (VIP lookup, connection
+ *                table lookup; a real miss also refills the cache, which this does not);
  *      new-flow  VIP lookup, hash, Maglev ring slot, backend lookup, flow insert. The same frame
  *                repeats, so it would be a hit after the first run; a second load of the program
  *                with flow_idle_timeout_ns = 0 (.rodata) makes every stored flow expired on the
@@ -126,8 +132,8 @@ const FAMILIES = {
 type Family = keyof typeof FAMILIES;
 
 /** Loads a director with one TCP service per family over the 10 backends (one Maglev ring). */
-function director(flowIdleTimeoutNs?: bigint): TestDirector {
-  const d = TestDirector.open({ ringSize: RING_SIZE, flowIdleTimeoutNs });
+function director(o: { flowIdleTimeoutNs?: bigint; flowCache?: boolean } = {}): TestDirector {
+  const d = TestDirector.open({ ringSize: RING_SIZE, ...o });
   try {
     for (const b of BACKENDS) d.setBackend(b.id, b.address, b.mac);
     const ring = buildMaglevRing(BACKENDS.map((b) => ({ ...b, weight: 1 })), RING_SIZE);
@@ -191,8 +197,10 @@ function measurePackets() {
     opened.push(forwarderObj);
     const established = director();
     opened.push(established);
-    const newFlow = director(0n);
+    const newFlow = director({ flowIdleTimeoutNs: 0n });
     opened.push(newFlow);
+    const noCache = director({ flowCache: false });
+    opened.push(noCache);
     const drop = dropObj.program('xdp_drop');
     const forwarder = forwarderObj.program('xdp_baseline');
     const directorProg = (d: TestDirector) => d.obj.program('xdir_director');
@@ -203,6 +211,7 @@ function measurePackets() {
         { family, name: 'xdp-drop (floor)', program: drop, data: toVip, action: XDP.DROP },
         { family, name: 'minimal forwarder', program: forwarder, data: toVip, action: XDP.TX },
         { family, name: 'director flow-hit', program: directorProg(established), data: toVip, action: XDP.TX, path: { d: established, reason: 'flow-hit' as const } },
+        { family, name: 'director flow-hit, no cache', program: directorProg(noCache), data: toVip, action: XDP.TX, path: { d: noCache, reason: 'flow-hit' as const } },
         { family, name: 'director new-flow', program: directorProg(newFlow), data: toVip, action: XDP.TX, path: { d: newFlow, reason: 'flow-new' as const } },
         { family, name: 'director not-vip pass', program: directorProg(established), data: tcpFrame(family, 'notVip'), action: XDP.PASS, path: { d: established, reason: 'pass-not-vip' as const } },
       ];
@@ -256,6 +265,7 @@ function measurePackets() {
     });
     const programs = {
       director: progFacts(directorProg(established)),
+      directorNoCache: progFacts(directorProg(noCache)),
       minimalForwarder: progFacts(forwarder),
       xdpDrop: progFacts(drop),
     };
@@ -385,6 +395,7 @@ const result = {
   durationS: Math.round((Date.now() - startedAt) / 1000),
   packets: {
     method: 'BPF_PROG_TEST_RUN with repeat; ns/packet = thread CPU time of the syscall / repeat, median of rounds; ' +
+      'flow-hit is the per-CPU flow cache\'s fast path; flow-hit, no cache loads the program with flow_cache_off = 1 (the slow path of a cache miss); ' +
       'new-flow uses a second load with flow_idle_timeout_ns = 0 so every packet takes the Maglev path; ratios are to the minimal forwarder',
     repeat: REPEAT,
     rounds: packets.rounds,

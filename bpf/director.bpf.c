@@ -6,9 +6,17 @@
  * (XDP_TX) with only its Ethernet addresses changed: destination = the chosen real server,
  * source = our interface. The real server holds the VIP on a non-ARPing interface and answers
  * the client directly. Everything else goes to the kernel untouched. Per packet: parse, look
- * up, rewrite, count; each packet is counted under exactly one XDIR_R_* reason.
+ * up, rewrite, count; each packet is counted under exactly one XDIR_R_* reason (FORWARDED is
+ * derived by user space as FLOW_HIT + FLOW_NEW, see director_shared.h).
  *
  * Decisions:
+ * - Fast path (flow_cache.h, docs/decisions/0005): an established flow's packet that carries no
+ *   SYN/FIN/RST is looked up first in a per-CPU, direct-mapped flow cache (inlined array lookups,
+ *   no helper call), holding what the slow path below last decided for the flow, for at most
+ *   0.5 s and only while the VIP's generation (vip_gens) is unchanged. A hit rewrites the MACs and
+ *   counts FLOW_HIT, vip_stats and backend_stats. Everything else, and every cache miss, takes the
+ *   slow path: VIP lookup, connection table, Maglev; a forwarded flow refills the cache. Measured:
+ *   47 -> ~17 ns per established IPv4 packet.
  * - Backend choice. An existing, unexpired entry in the connection table (`flows`) wins;
  *   otherwise the flow's hash (jhash of the flow key, or of the client address alone for
  *   XDIR_VIP_F_HASH_SRC_ONLY services) picks a slot of the VIP's Maglev ring, and the new
@@ -25,8 +33,9 @@
  * - TCP FIN or RST marks the flow CLOSING (shorter timeout) but the packet still goes to the
  *   same backend: the teardown must reach the server that holds the connection. A SYN
  *   (without ACK) on a CLOSING entry is a new connection reusing the port and picks again.
- * - Timestamps: last_seen_ns is rewritten at most once a second, not on every packet, to keep
- *   the shared flow entry's cache line clean. The age is computed signed, because another CPU
+ * - Timestamps: last_seen_ns is rewritten at most every 0.5 s, not on every packet, to keep the
+ *   shared flow entry's cache line clean; with the cache's 0.5 s it lags the flow's last packet by
+ *   at most a second. The age is computed signed, because another CPU
  *   may have stamped the entry slightly after this CPU read the clock. The clock is the coarse
  *   (per-tick) monotonic one, which is all a one-second resolution needs (xdir_now in flow.h).
  * - MAC learning: the control plane fills backend MACs (XDIR_BACKEND_F_MAC_VALID). Without
@@ -66,6 +75,7 @@
 #include "parse.h"
 #include "icmp.h"
 #include "flow.h"
+#include "flow_cache.h"
 
 /* bpf_fib_lookup() is GPL-only; this licence is GPL-compatible. */
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -74,6 +84,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 ring_size = XDIR_DEFAULT_RING_SIZE;
 const volatile __u64 flow_idle_timeout_ns = XDIR_DEFAULT_FLOW_IDLE_TIMEOUT_S * XDIR_NS_PER_S;
 const volatile __u64 flow_closing_timeout_ns = XDIR_DEFAULT_FLOW_CLOSING_TIMEOUT_S * XDIR_NS_PER_S;
+/* Non-zero: no per-CPU flow cache, every packet takes the slow path (flow_cache.h). */
+const volatile __u32 flow_cache_off = 0;
+
+/* reason_stats key of the fast path's one reason counter, in .rodata (see xdir_count_at). */
+static const __u32 xdir_key_flow_hit = XDIR_EV_FLOW_HIT;
 
 /* Where a forwarded packet went, for the per-service and per-backend counters. */
 struct xdir_target {
@@ -81,7 +96,9 @@ struct xdir_target {
 	__u32 backend_id;
 };
 
-/* Source MAC = the address the frame was sent to (ours); destination MAC = the backend's. */
+/* Source MAC = the address the frame was sent to (ours); destination MAC = the backend's.
+ * `mac` must be 4-byte aligned (read as u32 + u16; the verifier insists on aligned stack access):
+ * flow_state.backend_mac and the flow cache's are, and the stack copies are declared so. */
 static __always_inline void xdir_rewrite_macs(struct xdp_md *ctx, const __u8 mac[ETH_ALEN])
 {
 	void *data = (void *)(long)ctx->data;
@@ -91,8 +108,12 @@ static __always_inline void xdir_rewrite_macs(struct xdp_md *ctx, const __u8 mac
 	/* Proven by the parser already, but on another copy of the pointer. */
 	if ((void *)(eth + 1) > data_end)
 		return;
-	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+	/* Word copies: struct ethhdr is packed, so memcpy on its members compiles to 24 byte moves.
+	 * x86 (and the verifier, on it) allows unaligned packet access. */
+	*(__u32 *)(data + ETH_ALEN) = *(__u32 *)data;
+	*(__u16 *)(data + ETH_ALEN + 4) = *(__u16 *)(data + 4);
+	*(__u32 *)data = *(const __u32 *)mac;
+	*(__u16 *)(data + 4) = *(const __u16 *)(mac + 4);
 }
 
 /* An unfragmented TCP or UDP packet: established flow or new flow, then XDP_TX. */
@@ -100,7 +121,7 @@ static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_pac
 					     struct xdir_target *target)
 {
 	struct flow_state *state, fresh = {};
-	__u8 mac[ETH_ALEN];
+	__u8 mac[ETH_ALEN] __attribute__((aligned(4))); /* see xdir_rewrite_macs */
 	struct vip_meta *vip;
 	bool closing = false, syn = false;
 	__u64 now;
@@ -128,6 +149,8 @@ static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_pac
 			state->last_seen_ns = now;
 		}
 		target->backend_id = state->backend_id;
+		if (xdir_flow_cache_enabled())
+			xdir_flow_cache_fill(&pkt->flow, vip, state->backend_id, state->backend_mac);
 		xdir_rewrite_macs(ctx, state->backend_mac);
 		return XDIR_R_FORWARDED;
 	}
@@ -144,6 +167,8 @@ static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_pac
 	xdir_count_reason(XDIR_EV_FLOW_NEW, pkt->bytes);
 	if (closing)
 		xdir_count_reason(XDIR_EV_TCP_CLOSING, pkt->bytes);
+	if (xdir_flow_cache_enabled())
+		xdir_flow_cache_fill(&pkt->flow, vip, target->backend_id, mac);
 	xdir_rewrite_macs(ctx, mac);
 	return XDIR_R_FORWARDED;
 }
@@ -154,7 +179,7 @@ static __always_inline int xdir_forward_icmp(struct xdp_md *ctx, struct xdir_pac
 {
 	void *data_end = (void *)(long)ctx->data_end;
 	struct flow_state *state;
-	__u8 mac[ETH_ALEN];
+	__u8 mac[ETH_ALEN] __attribute__((aligned(4))); /* see xdir_rewrite_macs */
 	struct vip_meta *vip;
 	int reason;
 
@@ -183,12 +208,9 @@ static __always_inline int xdir_forward_icmp(struct xdp_md *ctx, struct xdir_pac
  * enum xdir_reason into the object's BTF, where the control plane's codecs are checked against it.
  */
 static __noinline enum xdir_reason xdir_decide(struct xdp_md *ctx, struct xdir_packet *pkt,
-					       struct xdir_target *target)
+					       int parsed, struct xdir_target *target)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-
-	switch (xdir_parse(data, data_end, pkt)) {
+	switch (parsed) {
 	case XDIR_PARSE_L4:
 		return xdir_forward_flow(ctx, pkt, target);
 	case XDIR_PARSE_FRAGMENT:
@@ -224,13 +246,31 @@ int xdir_director(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct xdir_packet pkt = {};
+	struct xdir_packet pkt __attribute__((aligned(8))) = {};
 	struct xdir_target target = {};
 	enum xdir_reason reason;
+	int parsed;
 
 	pkt.bytes = data_end - data;
-	reason = xdir_decide(ctx, &pkt, &target);
-	xdir_count_reason(reason, pkt.bytes);
+	parsed = xdir_parse(data, data_end, &pkt);
+	/* The fast path: an established flow on this CPU's cache, a packet that changes nothing. */
+	if (xdir_flow_cache_enabled() && parsed == XDIR_PARSE_L4 &&
+	    !(pkt.tcp_flags & (XDIR_TCP_SYN | XDIR_TCP_FIN | XDIR_TCP_RST))) {
+		struct xdir_flow_cache_entry *e = xdir_flow_cache_find(&pkt.flow);
+
+		if (e) {
+			/* XDIR_R_FORWARDED is not counted: user space derives it (director_shared.h). */
+			xdir_count_at(&reason_stats, &xdir_key_flow_hit, pkt.bytes);
+			xdir_count_at(&vip_stats, &e->vip_id, pkt.bytes);
+			xdir_count_at(&backend_stats, &e->backend_id, pkt.bytes);
+			xdir_rewrite_macs(ctx, e->backend_mac);
+			return XDP_TX;
+		}
+	}
+	reason = xdir_decide(ctx, &pkt, parsed, &target);
+	/* FORWARDED = FLOW_HIT + FLOW_NEW, derived by user space: one counter less per packet. */
+	if (reason != XDIR_R_FORWARDED)
+		xdir_count_reason(reason, pkt.bytes);
 	if (reason == XDIR_R_FORWARDED || reason == XDIR_R_ICMP_FORWARDED) {
 		xdir_count(&vip_stats, target.vip_id, pkt.bytes);
 		xdir_count(&backend_stats, target.backend_id, pkt.bytes);

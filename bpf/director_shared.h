@@ -30,10 +30,11 @@ struct vip_key {
  * (the XDP form of IPVS persistence). */
 #define XDIR_VIP_F_HASH_SRC_ONLY (1U << 0)
 
-/* Result of a virtual-service lookup. vip_id indexes the Maglev ring map and vip_stats. */
+/* Result of a virtual-service lookup. vip_id indexes the Maglev ring map, vip_stats and vip_gens. */
 struct vip_meta {
 	__u32 vip_id;
 	__u32 flags;  /* XDIR_VIP_F_* */
+	__u32 gen;    /* equals vip_gens[vip_id] while this VIP lives (see vip_gens below) */
 };
 
 /* Backend MAC in .mac is valid; without it the program asks the kernel FIB/neighbour table. */
@@ -64,7 +65,7 @@ struct flow_key {
 /* Where an established flow goes. The MAC is kept here, not looked up through backend_id,
  * so a flow keeps its real server even after that backend is removed and its id reused. */
 struct flow_state {
-	__u64 last_seen_ns;  /* CLOCK_MONOTONIC ns (coarse clock) of the last packet, refreshed at most once a second */
+	__u64 last_seen_ns;  /* CLOCK_MONOTONIC ns (coarse clock) of the last packet; lags it by at most 1 s (flow_cache.h) */
 	__u32 backend_id;    /* for counters only */
 	__u8 backend_mac[6];
 	__u8 flags;          /* XDIR_FLOW_F_* */
@@ -81,9 +82,14 @@ struct counter {
  * Why a packet took the path it took. Every packet that reaches the program is counted under
  * exactly one XDIR_R_* "verdict" reason; XDIR_EV_* are events counted in addition.
  * Keep XDIR_REASON_NAMES in control/dataplane/xdp/codecs.ts in the same order.
+ *
+ * XDIR_R_FORWARDED is the one reason the program does not count (reason_stats[0] stays zero):
+ * a forwarded TCP/UDP packet is always exactly one XDIR_EV_FLOW_HIT or XDIR_EV_FLOW_NEW, so user
+ * space shows FORWARDED = FLOW_HIT + FLOW_NEW (codecs.ts reasonCountersById), which saves a
+ * per-CPU counter update on every forwarded packet.
  */
 enum xdir_reason {
-	XDIR_R_FORWARDED = 0,       /* XDP_TX to a backend (new or established flow) */
+	XDIR_R_FORWARDED = 0,       /* XDP_TX to a backend (new or established flow); derived, see above */
 	XDIR_R_ICMP_FORWARDED,      /* ICMP error about a VIP flow (PMTU) sent to the flow's backend */
 	XDIR_R_PASS_NOT_IP,         /* not IPv4/IPv6 (ARP, LLDP, ...): kernel */
 	XDIR_R_PASS_NOT_VIP,        /* IP, but not addressed to a configured VIP:port/proto: kernel */
@@ -110,6 +116,12 @@ enum xdir_reason {
 /*
  * Maps (names are part of the contract; the loader pins them by name under the pin root):
  *   vips           HASH          struct vip_key -> struct vip_meta              max_entries = max_vips
+ *   vip_gens       ARRAY         __u32 vip_id -> __u32 generation               max_entries = max_vips
+ *                  A VIP lives while vip_gens[vip_meta.vip_id] == vip_meta.gen. User space adds 1 to
+ *                  vip_gens[id] when it gives the id to a new service (before writing its vips entry,
+ *                  with the new value as vip_meta.gen) and when it deletes a VIP (after deleting the
+ *                  vips entry). The per-CPU flow cache checks it on every hit, so a deleted VIP's
+ *                  cached flows stop at once and a reused id inherits none of them.
  *   rings          HASH_OF_MAPS  __u32 vip_id   -> inner ARRAY[1] of __u32[ring_size] (backend ids)
  *                  A VIP's ring is replaced whole: user space builds a new inner map, fills it, and
  *                  swaps it into `rings` with one update, so packets never see a half-written ring.
@@ -118,7 +130,10 @@ enum xdir_reason {
  *   vip_stats      PERCPU_ARRAY  __u32 vip_id -> struct counter                  max_entries = max_vips
  *   backend_stats  PERCPU_ARRAY  __u32 backend_id -> struct counter              max_entries = max_backends
  *   reason_stats   PERCPU_ARRAY  __u32 enum xdir_reason -> struct counter        max_entries = XDIR_REASON_MAX
- * Load-time constants (.rodata): ring_size, flow_idle_timeout_ns, flow_closing_timeout_ns.
+ *   flow_cache     PERCPU_ARRAY  private to the program (flow_cache.h), not pinned, not read by user space:
+ *                  a per-CPU copy of recent `flows` decisions, rebuilt from `flows` after a restart.
+ * Load-time constants (.rodata): ring_size, flow_idle_timeout_ns, flow_closing_timeout_ns,
+ * flow_cache_off (non-zero: no per-CPU flow cache; benches use it to measure the slow path).
  * Backend id 0 and vip id 0 are valid; an unused ring slot cannot exist (rings are always full).
  */
 

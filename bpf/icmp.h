@@ -17,13 +17,23 @@
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
-#include <linux/icmp.h>
-#include <linux/icmpv6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "director_shared.h"
 #include "consts.h"
 #include "parse.h"
+
+/*
+ * The 8-byte ICMP and ICMPv6 header (RFC 792, RFC 4443): the same layout for both. Declared here
+ * rather than taken from <linux/icmp.h>, which pulls in <linux/if.h> and through it the C
+ * library's <sys/socket.h>: for -target bpf that wants the 32-bit glibc stubs (libc6-dev-i386).
+ */
+struct xdir_icmp_hdr {
+	__u8 type;
+	__u8 code;
+	__be16 checksum;
+	__be32 rest;
+};
 
 /* The first 4 bytes of the quoted TCP or UDP header: source and destination port. */
 struct xdir_l4_ports {
@@ -34,7 +44,7 @@ struct xdir_l4_ports {
 /* Rewrites pkt->flow to the client's flow quoted in an ICMPv4 error; false if it is none. */
 static __always_inline bool xdir_icmp4_quoted_flow(void *data_end, struct xdir_packet *pkt)
 {
-	struct icmphdr *icmp = pkt->l4;
+	struct xdir_icmp_hdr *icmp = pkt->l4;
 	struct iphdr *inner;
 	struct xdir_l4_ports *ports;
 
@@ -77,7 +87,7 @@ static __always_inline bool xdir_addr6_equal(const __be32 *a, const __be32 *b)
 /* Rewrites pkt->flow to the client's flow quoted in an ICMPv6 error; false if it is none. */
 static __always_inline bool xdir_icmp6_quoted_flow(void *data_end, struct xdir_packet *pkt)
 {
-	struct icmp6hdr *icmp = pkt->l4;
+	struct xdir_icmp_hdr *icmp = pkt->l4;
 	struct ipv6hdr *inner;
 	struct xdir_l4_ports *ports;
 	__be32 inner_src[4];
@@ -85,8 +95,8 @@ static __always_inline bool xdir_icmp6_quoted_flow(void *data_end, struct xdir_p
 	if ((void *)(icmp + 1) > data_end)
 		return false;
 	/* Packet Too Big, Destination Unreachable and Time Exceeded quote the packet. */
-	if (icmp->icmp6_type != XDIR_ICMP6_PKT_TOOBIG && icmp->icmp6_type != XDIR_ICMP6_DEST_UNREACH &&
-	    icmp->icmp6_type != XDIR_ICMP6_TIME_EXCEED)
+	if (icmp->type != XDIR_ICMP6_PKT_TOOBIG && icmp->type != XDIR_ICMP6_DEST_UNREACH &&
+	    icmp->type != XDIR_ICMP6_TIME_EXCEED)
 		return false;
 	inner = (void *)(icmp + 1);
 	/* The transport header must follow the quoted IPv6 header directly (no extension headers:

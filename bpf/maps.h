@@ -41,6 +41,19 @@ struct {
 	});
 } rings SEC(".maps");
 
+/*
+ * Generation of each VIP id (flow_cache.h): equal to vip_meta.gen while the VIP lives; the
+ * control plane moves it on when it deletes the VIP or gives the id to another service, which
+ * invalidates every cached flow of the old one. Pinned: ids and generations outlive a restart.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, XDIR_DEFAULT_MAX_VIPS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vip_gens SEC(".maps");
+
 /* Real servers by backend id (the values in ring slots). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -8,8 +8,8 @@ import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, BpfObject, possibleCpus } from '../../control/bpf/object.js';
 import {
-  XDIR_REASON_NAMES, decodeFlowState, encodeBackend, encodeFlowKey, encodeRing, encodeU32,
-  encodeVipKey, encodeVipMeta, sumPerCpuCounter, type FlowKey, type FlowState, type ReasonName, type VipKey,
+  XDIR_REASON_NAMES, decodeFlowState, decodeU32, decodeVipMeta, encodeBackend, encodeFlowKey, encodeRing, encodeU32,
+  encodeVipKey, encodeVipMeta, nextVipGen, reasonCountersById, sumPerCpuCounter, type FlowKey, type FlowState, type ReasonName, type VipKey,
 } from '../../control/dataplane/xdp/codecs.js';
 import type { Counter } from '../../control/dataplane/dataplane.js';
 
@@ -22,6 +22,8 @@ export interface DirectorOptions {
   ringSize?: number;
   flowIdleTimeoutNs?: bigint;
   flowClosingTimeoutNs?: bigint;
+  /** false: load with flow_cache_off, every packet takes the slow path. */
+  flowCache?: boolean;
 }
 
 export class TestDirector {
@@ -34,10 +36,11 @@ export class TestDirector {
     const rodata: Record<string, number | bigint> = { ring_size: this.ringSize };
     if (o.flowIdleTimeoutNs !== undefined) rodata.flow_idle_timeout_ns = o.flowIdleTimeoutNs;
     if (o.flowClosingTimeoutNs !== undefined) rodata.flow_closing_timeout_ns = o.flowClosingTimeoutNs;
+    if (o.flowCache === false) rodata.flow_cache_off = 1;
     this.obj = BpfObject.open({
       objectPath: OBJECT_PATH,
       pinRoot,
-      maxEntries: { vips: 64, rings: 64, backends: 64, vip_stats: 64, backend_stats: 64, flows: 65536 },
+      maxEntries: { vips: 64, vip_gens: 64, rings: 64, backends: 64, vip_stats: 64, backend_stats: 64, flows: 65536 },
       innerValueSize: { rings: 4 * this.ringSize },
       rodata,
     });
@@ -59,8 +62,32 @@ export class TestDirector {
     rmSync(this.pinRoot, { recursive: true, force: true });
   }
 
+  /** Writes the VIP as the control plane does: a VIP new to its id moves vip_gens[id] on first. */
   addVip(key: VipKey, vipId: number, flags = 0): void {
-    this.obj.map('vips').update(encodeVipKey(key), encodeVipMeta({ vipId, flags }));
+    const k = encodeVipKey(key);
+    const old = this.obj.map('vips').lookup(k);
+    const oldMeta = old ? decodeVipMeta(old) : null;
+    let gen = oldMeta?.gen ?? 0;
+    if (!oldMeta || oldMeta.vipId !== vipId) {
+      gen = nextVipGen(this.vipGen(vipId));
+      this.obj.map('vip_gens').update(encodeU32(vipId), encodeU32(gen));
+    }
+    this.obj.map('vips').update(k, encodeVipMeta({ vipId, flags, gen }));
+  }
+
+  /** Deletes the VIP as the control plane does: the entry, then its id's generation moves on. */
+  removeVip(key: VipKey): void {
+    const k = encodeVipKey(key);
+    const old = this.obj.map('vips').lookup(k);
+    this.obj.map('vips').delete(k);
+    if (old) {
+      const meta = decodeVipMeta(old);
+      this.obj.map('vip_gens').update(encodeU32(meta.vipId), encodeU32(nextVipGen(meta.gen)));
+    }
+  }
+
+  vipGen(vipId: number): number {
+    return decodeU32(this.obj.map('vip_gens').lookup(encodeU32(vipId))!);
   }
 
   setBackend(id: number, address: string, mac: string | null): void {
@@ -96,8 +123,10 @@ export class TestDirector {
     return sumPerCpuCounter(v, 0, this.cpus);
   }
 
+  /** As user space shows them: `forwarded` derived (reasonCountersById). */
   reasons(): Map<ReasonName, Counter> {
-    return new Map(XDIR_REASON_NAMES.map((name, i) => [name, this.counter('reason_stats', i)]));
+    const byId = reasonCountersById(new Map(XDIR_REASON_NAMES.map((_, i) => [i, this.counter('reason_stats', i)])));
+    return new Map(XDIR_REASON_NAMES.map((name, i) => [name, byId.get(i)!]));
   }
 
   vipCounter(vipId: number): Counter {

@@ -347,6 +347,33 @@ privilegedTest('flow stickiness: after a ring swap an existing flow keeps its ba
   }
 });
 
+privilegedTest('deleting a VIP stops its established flows at once (flow cache too); a reused VIP id inherits none of them', () => {
+  const vipA = '198.18.0.20', vipB = '198.18.0.21', id = 8;
+  d.addVip({ vip: vipA, port: 80, protocol: 'tcp' }, id);
+  d.setRing(id, 2);
+  try {
+    assertForwarded(d, tcp4({ dst: vipA, sport: 48000, flags: TCP_FLAGS.SYN }), macOf(2), 'SYN');
+    let before = d.reasons();
+    for (let i = 0; i < 3; i++) assertForwarded(d, tcp4({ dst: vipA, sport: 48000 }), macOf(2), `established ${i}`);
+    assert.equal(reasonDelta(before, d.reasons()), { forwarded: 3, 'flow-hit': 3 });
+
+    d.removeVip({ vip: vipA, port: 80, protocol: 'tcp' });
+    before = d.reasons();
+    assertPassedUnchanged(d, tcp4({ dst: vipA, sport: 48000 }), 'after the VIP is deleted');
+    assert.equal(reasonDelta(before, d.reasons()), { 'pass-not-vip': 1 });
+
+    // The id goes to another service: the old VIP's flow is still no VIP flow, the new one works.
+    d.addVip({ vip: vipB, port: 80, protocol: 'tcp' }, id);
+    d.setRing(id, 3);
+    assertPassedUnchanged(d, tcp4({ dst: vipA, sport: 48000 }), 'old VIP, id reused');
+    assertForwarded(d, tcp4({ dst: vipB, sport: 48000, flags: TCP_FLAGS.SYN }), macOf(3), 'new VIP on the reused id');
+    assertForwarded(d, tcp4({ dst: vipB, sport: 48000 }), macOf(3), 'new VIP, established');
+    assert.is(d.vipCounter(id).packets, 4n + 2n, 'vip_stats[id]: 4 packets of the old VIP (the harness does not reset it on reuse) + 2');
+  } finally {
+    d.removeVip({ vip: vipB, port: 80, protocol: 'tcp' });
+  }
+});
+
 privilegedTest('HASH_SRC_ONLY sends all of a client\'s flows to one backend', () => {
   const ring = new Uint32Array(d.ringSize);
   for (let i = 0; i < ring.length; i++) ring[i] = i % 2;

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import {
   BACKEND_F_MAC_VALID, LAYOUT, XDIR_REASON_NAMES, decodeBackend, decodeFlowKey, decodeFlowState, decodeRing, decodeVipKey,
   decodeVipMeta, emptyBackend, encodeBackend, encodeCounter, encodeFlowKey, encodeFlowState, encodeRing, encodeU32,
-  encodeVipKey, encodeVipMeta, reasonNameOf, sumPerCpuCounter, sumPerCpuCounters,
+  encodeVipKey, encodeVipMeta, nextVipGen, reasonNameOf, sumPerCpuCounter, sumPerCpuCounters,
 } from '../../control/dataplane/xdp/codecs.js';
 
 test('vip_key: address, port and family in network byte order', () => {
@@ -17,9 +17,11 @@ test('vip_key: address, port and family in network byte order', () => {
 });
 
 test('vip_meta and u32 keys are host order', () => {
-  const buf = encodeVipMeta({ vipId: 0x01020304, flags: 1 });
-  assert.is(buf.toString('hex'), '04030201' + '01000000');
-  assert.equal(decodeVipMeta(buf), { vipId: 0x01020304, flags: 1 });
+  const buf = encodeVipMeta({ vipId: 0x01020304, flags: 1, gen: 0x05060708 });
+  assert.is(buf.toString('hex'), '04030201' + '01000000' + '08070605');
+  assert.equal(decodeVipMeta(buf), { vipId: 0x01020304, flags: 1, gen: 0x05060708 });
+  assert.equal(decodeVipMeta(encodeVipMeta({ vipId: 1, flags: 0 })), { vipId: 1, flags: 0, gen: 0 });
+  assert.is(nextVipGen(0xffffffff), 0, 'the generation wraps as a u32');
   assert.is(encodeU32(7).toString('hex'), '07000000');
 });
 

@@ -322,6 +322,70 @@ privilegedTest('packets to a VIP go to its backends and are counted; all-drainin
   assert.is((await dp.readStats()).reasons.get('drop-no-backend')!.packets, 1n);
 }));
 
+function ack(dst: string, dport: number, sport = 40000): Buffer {
+  return frame({
+    dstMac: DIRECTOR_MAC, srcMac: '02:c1:00:00:00:01',
+    ip: { version: 4, src: '198.18.1.1', dst },
+    l4: { kind: 'tcp', sport, dport, flags: TCP_FLAGS.ACK },
+  });
+}
+
+/** vip_meta.gen of every VIP against vip_gens[vip_id]: equal while the VIP lives. */
+function vipGenerations(pinRoot: string): Map<string, { vipId: number; gen: number; current: number }> {
+  const vips = BpfMap.fromPin(`${pinRoot}/vips`), gens = BpfMap.fromPin(`${pinRoot}/vip_gens`);
+  try {
+    const out = new Map<string, { vipId: number; gen: number; current: number }>();
+    for (const k of vips.keys()) {
+      const meta = decodeVipMeta(vips.lookup(k)!);
+      out.set(serviceKey(decodeVipKey(k)), { vipId: meta.vipId, gen: meta.gen, current: decodeU32(gens.lookup(encodeU32(meta.vipId))!) });
+    }
+    return out;
+  } finally {
+    vips.close(); gens.close();
+  }
+}
+
+privilegedTest('removing a service stops its established flows at once, also those the program\'s flow cache holds, across a restart', async () => {
+  const pinRoot = newPinRoot();
+  const PASS = 2;
+  try {
+    const first = await started(pinRoot);
+    await first.dp.apply(STATE);
+    for (const [key, g] of vipGenerations(pinRoot)) assert.is(g.gen, g.current, `${key}: a live VIP's generation`);
+    assert.is(first.dp.program().testRun({ data: syn('198.18.0.10', 80) }).retval, XDP_TX, 'SYN');
+    const backend = (data: Buffer) => frameMacs(data).dst;
+    const chosen = backend(first.dp.program().testRun({ data: ack('198.18.0.10', 80) }).data);
+    await first.dp.stop(); // maps stay pinned
+
+    const second = await started(pinRoot);
+    try {
+      const prog = second.dp.program();
+      for (let i = 0; i < 3; i++) {
+        const out = prog.testRun({ data: ack('198.18.0.10', 80) });
+        assert.is(out.retval, XDP_TX, `established after the restart (${i})`);
+        assert.is(backend(out.data), chosen, 'same backend');
+      }
+      const webId = vipGenerations(pinRoot).get('tcp/198.18.0.10:80')!.vipId;
+      await second.dp.apply({ services: [DNS6, STICKY] });
+      assert.is(prog.testRun({ data: ack('198.18.0.10', 80) }).retval, PASS, 'the removed VIP\'s flow goes to the kernel');
+      const gens = BpfMap.fromPin(`${pinRoot}/vip_gens`);
+      try {
+        const current = decodeU32(gens.lookup(encodeU32(webId))!);
+        await second.dp.apply(STATE);
+        const again = vipGenerations(pinRoot).get('tcp/198.18.0.10:80')!;
+        assert.is(again.gen, again.current, 're-added: alive');
+        if (again.vipId === webId) assert.is.not(again.gen, current, 'a new generation for the id');
+      } finally {
+        gens.close();
+      }
+    } finally {
+      await second.dp.stop();
+    }
+  } finally {
+    rmSync(pinRoot, { recursive: true, force: true });
+  }
+});
+
 privilegedTest('MACs come from the kernel neighbour table, including ones learned after apply', async () => {
   const ns = `xd-${process.pid}-${randomBytes(3).toString('hex')}-nb`;
   const ip = (...args: string[]) => execFileSync('ip', ['-n', ns, ...args], { stdio: 'pipe' });

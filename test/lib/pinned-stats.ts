@@ -48,6 +48,8 @@ export async function readPinnedStats(pinRoot: string): Promise<PinnedStats> {
     const id = bytes(e.key).readUInt32LE(0);
     out.reasons[XDIR_REASON_NAMES[id] ?? `reason-${id}`] = packets(e);
   }
+  // The program does not count `forwarded`; it is flow-hit + flow-new (codecs.ts reasonCountersById).
+  out.reasons.forwarded = (out.reasons['flow-hit'] ?? 0) + (out.reasons['flow-new'] ?? 0);
   const byId = new Map(backendStats.map((e) => [bytes(e.key).readUInt32LE(0), packets(e)]));
   for (const b of backends) {
     const a = b.value ? backendAddress(bytes(b.value)) : null;

@@ -14,7 +14,7 @@ import type { Counter } from '../dataplane.js';
 
 export const LAYOUT = {
   vip_key: { size: 20, fields: { addr: 0, port: 16, proto: 18, family: 19 } },
-  vip_meta: { size: 8, fields: { vip_id: 0, flags: 4 } },
+  vip_meta: { size: 12, fields: { vip_id: 0, flags: 4, gen: 8 } },
   backend: { size: 24, fields: { addr: 0, mac: 16, family: 22, flags: 23 } },
   flow_key: { size: 40, fields: { src: 0, dst: 16, sport: 32, dport: 34, proto: 36, family: 37, pad: 38 } },
   flow_state: { size: 24, fields: { last_seen_ns: 0, backend_id: 8, backend_mac: 12, flags: 18, pad: 19 } },
@@ -51,6 +51,8 @@ export const XDIR_REASON_NAMES = [
   'fib-lookup',
 ] as const;
 export type ReasonName = (typeof XDIR_REASON_NAMES)[number];
+/** Index of each reason in reason_stats (its enum xdir_reason value). */
+export const REASON_ID = Object.fromEntries(XDIR_REASON_NAMES.map((n, i) => [n, i])) as Record<ReasonName, number>;
 /** XDIR_REASON_MAX: the number of reasons, max_entries of reason_stats. */
 export const XDIR_REASON_MAX = XDIR_REASON_NAMES.length;
 
@@ -142,17 +144,25 @@ export function decodeVipKey(buf: Buffer): VipKey {
 export interface VipMeta {
   vipId: number;
   flags: number;
+  /** The VIP lives while vip_gens[vipId] equals this (see vip_gens in director_shared.h). Default 0. */
+  gen?: number;
 }
 export function encodeVipMeta(m: VipMeta): Buffer {
   const L = LAYOUT.vip_meta, buf = Buffer.alloc(L.size);
   writeU32(buf, m.vipId, L.fields.vip_id);
   writeU32(buf, m.flags, L.fields.flags);
+  writeU32(buf, m.gen ?? 0, L.fields.gen);
   return buf;
 }
-export function decodeVipMeta(buf: Buffer): VipMeta {
+export function decodeVipMeta(buf: Buffer): Required<VipMeta> {
   checkSize(buf, 'vip_meta');
   const F = LAYOUT.vip_meta.fields;
-  return { vipId: readU32(buf, F.vip_id), flags: readU32(buf, F.flags) };
+  return { vipId: readU32(buf, F.vip_id), flags: readU32(buf, F.flags), gen: readU32(buf, F.gen) };
+}
+
+/** The generation after `gen` (u32, wrapping): what vip_gens[id] becomes on each change of owner or deletion. */
+export function nextVipGen(gen: number): number {
+  return (gen + 1) >>> 0;
 }
 
 // ---- backend ----
@@ -295,6 +305,20 @@ export function sumPerCpuCounters(batch: { keys: Buffer; values: Buffer; count: 
   for (let i = 0; i < batch.count; i++) {
     out.set(decodeU32(batch.keys, i * 4), sumPerCpuCounter(batch.values, i * valueBytes, cpus));
   }
+  return out;
+}
+
+/**
+ * reason_stats by id as user space shows it. The program does not count XDIR_R_FORWARDED (one
+ * per-CPU counter update less per packet on the established-flow fast path): every forwarded
+ * TCP/UDP packet is either a flow hit or a new flow, so forwarded = flow-hit + flow-new, exactly,
+ * and, being a sum of counters that only grow, it only grows too (docs/decisions/0005).
+ */
+export function reasonCountersById(raw: ReadonlyMap<number, Counter>): Map<number, Counter> {
+  const out = new Map(raw);
+  const hit = raw.get(REASON_ID['flow-hit']) ?? { packets: 0n, bytes: 0n };
+  const fresh = raw.get(REASON_ID['flow-new']) ?? { packets: 0n, bytes: 0n };
+  out.set(REASON_ID.forwarded, { packets: hit.packets + fresh.packets, bytes: hit.bytes + fresh.bytes });
   return out;
 }
 

@@ -24,7 +24,7 @@ import type {
 } from '../dataplane.js';
 import {
   VIP_F_HASH_SRC_ONLY, XDIR_REASON_NAMES, decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta,
-  emptyBackend, encodeBackend, encodeRing, encodeU32, encodeVipKey, encodeVipMeta, sumPerCpuCounters, zeroPerCpuCounter,
+  emptyBackend, encodeBackend, encodeRing, encodeU32, encodeVipKey, encodeVipMeta, nextVipGen, reasonCountersById, sumPerCpuCounters, zeroPerCpuCounter,
 } from './codecs.js';
 import { IdAllocator } from './ids.js';
 import type { NeighbourResolver } from './neighbours.js';
@@ -144,7 +144,7 @@ export class XdpDataplane implements Dataplane {
       objectPath: this.objectPath,
       pinRoot: this.pinRoot,
       maxEntries: {
-        vips: this.maxVips, rings: this.maxVips, vip_stats: this.maxVips,
+        vips: this.maxVips, vip_gens: this.maxVips, rings: this.maxVips, vip_stats: this.maxVips,
         backends: this.maxBackends, backend_stats: this.maxBackends,
         flows: o.flowTableSize ?? XDP_DEFAULTS.flowTableSize,
       },
@@ -386,15 +386,46 @@ export class XdpDataplane implements Dataplane {
         o.map('rings').delete(encodeU32(op.vipId));
         this.ringIds.delete(op.vipId);
         break;
-      case 'vip-set':
-        o.map('vips').update(encodeVipKey(op.key), encodeVipMeta({ vipId: op.vipId, flags: op.flags }));
+      case 'vip-set': {
+        // A VIP keeps its generation while it keeps its id (a change of flags); a VIP new to
+        // its id gets the next one, written to vip_gens before the vips entry can name it.
+        const key = encodeVipKey(op.key);
+        const old = o.map('vips').lookup(key);
+        const oldMeta = old ? decodeVipMeta(old) : null;
+        let gen: number;
+        if (oldMeta && oldMeta.vipId === op.vipId) {
+          gen = oldMeta.gen;
+        } else {
+          gen = nextVipGen(this.vipGen(op.vipId));
+          o.map('vip_gens').update(encodeU32(op.vipId), encodeU32(gen));
+        }
+        o.map('vips').update(key, encodeVipMeta({ vipId: op.vipId, flags: op.flags, gen }));
+        // (The planner keeps a key's id; should the key ever move to another id, the old id's flows end too.)
+        if (oldMeta && oldMeta.vipId !== op.vipId) o.map('vip_gens').update(encodeU32(oldMeta.vipId), encodeU32(nextVipGen(oldMeta.gen)));
         break;
-      case 'vip-delete':
-        o.map('vips').delete(encodeVipKey(op.key));
+      }
+      case 'vip-delete': {
+        // After the entry is gone, move the id's generation on: the program's per-CPU flow cache
+        // checks it on every hit, so the deleted VIP's cached flows stop here (flow_cache.h).
+        const key = encodeVipKey(op.key);
+        const old = o.map('vips').lookup(key);
+        o.map('vips').delete(key);
+        if (old) {
+          const meta = decodeVipMeta(old);
+          o.map('vip_gens').update(encodeU32(meta.vipId), encodeU32(nextVipGen(meta.gen)));
+        }
         break;
+      }
     }
     this.writes++;
     this.opts.onMapWrite?.(op);
+  }
+
+  /** vip_gens[vipId]: the id's current generation (pinned, so it carries on across restarts). */
+  private vipGen(vipId: number): number {
+    const v = this.object.map('vip_gens').lookup(encodeU32(vipId));
+    if (!v) throw new Error(`vip_gens has no entry ${vipId}: the id is beyond max VIPs (internal error)`);
+    return decodeU32(v);
   }
 
   /** The ring (backend ids) in the inner map with kernel id `innerId`, or null when it cannot be read. */
@@ -512,9 +543,10 @@ export class XdpDataplane implements Dataplane {
     const o = this.object;
     const cpus = possibleCpus();
     const takenAtMs = Date.now();
-    const byId = (mapName: string, nameOf: (id: number) => string | undefined): Map<string, Counter> => {
+    const byId = (mapName: string, nameOf: (id: number) => string | undefined,
+      derive: (raw: Map<number, Counter>) => Map<number, Counter> = (raw) => raw): Map<string, Counter> => {
       const out = new Map<string, Counter>();
-      for (const [id, c] of sumPerCpuCounters(o.map(mapName).lookupAll(), cpus)) {
+      for (const [id, c] of derive(sumPerCpuCounters(o.map(mapName).lookupAll(), cpus))) {
         const name = nameOf(id);
         if (name !== undefined) out.set(name, c);
       }
@@ -525,7 +557,7 @@ export class XdpDataplane implements Dataplane {
       dataplane: 'xdp',
       services: byId('vip_stats', (id) => this.state.vipIds.keyOf(id)),
       backends: byId('backend_stats', (id) => this.state.backendIds.keyOf(id)),
-      reasons: byId('reason_stats', (id) => XDIR_REASON_NAMES[id]),
+      reasons: byId('reason_stats', (id) => XDIR_REASON_NAMES[id], reasonCountersById),
     };
   }
 

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The per-CPU flow cache: the established-flow fast path (docs/decisions/0005).
+ *
+ * A direct-mapped table per CPU (PERCPU_ARRAY, whose lookup the verifier inlines, like the
+ * ARRAY vip_gens), indexed by a cheap fold of the flow key, in front of the connection table
+ * `flows` (LRU_HASH: a helper call, a jhash of the 40-byte key and a bucket walk, ~18 ns) and
+ * the virtual-service table `vips` (HASH, ~15 ns per lookup). A hit costs no helper call at all:
+ * the clock is bpf_jiffies64(), which the verifier turns into a load of `jiffies`.
+ *
+ * `flows` stays the truth; an entry here is a copy of what the slow path just decided for a flow
+ * (backend MAC and id, and the VIP it was decided under), trusted for a short time only:
+ * - For at most XDIR_FLOW_CACHE_JIFFIES after the slow path checked it against `flows` (at most
+ *   0.5 s for any CONFIG_HZ >= 100). Then the packet takes the slow path again, which applies the
+ *   idle/closing timeouts and refreshes last_seen_ns in `flows`, and refills the entry. So a
+ *   cached flow can outlive its `flows` entry (expiry, LRU eviction) by at most that long, and
+ *   `flows` sees the flow's packets with at most REFRESH + that long of lag (1 s in all).
+ * - While its VIP lives: the entry holds the VIP's generation (vip_meta.gen), which must equal
+ *   vip_gens[vip_id]. The control plane changes vip_gens[vip_id] when it deletes the VIP (after
+ *   deleting its `vips` entry) and when it gives the id to another service, so deleting a VIP
+ *   stops its cached flows at once, and a reused id inherits no cached flow.
+ * - Only for packets that change nothing: a TCP packet with SYN, FIN or RST always takes the slow
+ *   path, so the CLOSING mark, the closing timeout and "SYN on a CLOSING flow picks again" are
+ *   decided by `flows`, as before.
+ * - Only when both timeouts are at least XDIR_FLOW_CACHE_MIN_TIMEOUT_NS (1 s): the control plane
+ *   sets whole seconds; the tests' sub-second timeouts and the new-flow bench's timeout 0 see the
+ *   slow path on every packet. The timeouts are .rodata, so the verifier removes the disabled path.
+ *   flow_cache_off (.rodata, default 0) turns the cache off: bench/datapath.ts measures what an
+ *   established flow costs without it (what a cache miss costs).
+ *
+ * Per CPU: no entry is ever written by two CPUs, so no entry is ever seen half-written. A CPU
+ * may still hold a flow that another CPU just decided differently (a SYN reusing a closed
+ * connection's ports, seen by another CPU, picks a new backend); it follows the old choice until
+ * its own entry ages out (<= 0.5 s). RSS sends one 5-tuple to one queue, so in practice one CPU
+ * sees a flow. The table is not pinned: after a restart it starts empty and fills from `flows`.
+ */
+#ifndef XDIR_FLOW_CACHE_H
+#define XDIR_FLOW_CACHE_H
+
+#include <stdbool.h>
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include "director_shared.h"
+#include "maps.h"
+
+extern const volatile __u64 flow_idle_timeout_ns;
+extern const volatile __u64 flow_closing_timeout_ns;
+extern const volatile __u32 flow_cache_off;
+
+/* Entries per CPU (a power of two). 72 bytes each: 288 KiB per CPU. */
+#define XDIR_FLOW_CACHE_BITS 12
+#define XDIR_FLOW_CACHE_ENTRIES (1U << XDIR_FLOW_CACHE_BITS)
+
+/* How long an entry is trusted after the slow path checked it, in jiffies: 0.5 s at HZ = 100,
+ * less at higher HZ (CONFIG_HZ is 100..1000). */
+#define XDIR_FLOW_CACHE_JIFFIES 50
+
+/* The cache is used only when both timeouts are at least this long (see above). */
+#define XDIR_FLOW_CACHE_MIN_TIMEOUT_NS 1000000000ULL
+
+struct xdir_flow_cache_entry {
+	struct flow_key key;
+	__u64 checked;        /* jiffies when the slow path last decided this flow */
+	__u32 vip_id;
+	__u32 vip_gen;        /* vip_meta.gen at that time; must equal vip_gens[vip_id] */
+	__u32 backend_id;
+	__u8 backend_mac[ETH_ALEN];
+	__u8 pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct xdir_flow_cache_entry);
+	__uint(max_entries, XDIR_FLOW_CACHE_ENTRIES);
+} flow_cache SEC(".maps");
+
+/* The flow key as five 64-bit words (struct xdir_packet keeps it 8-byte aligned). */
+#define XDIR_FLOW_KEY_WORDS (sizeof(struct flow_key) / 8)
+
+static __always_inline bool xdir_flow_cache_enabled(void)
+{
+	return !flow_cache_off && flow_idle_timeout_ns >= XDIR_FLOW_CACHE_MIN_TIMEOUT_NS &&
+	       flow_closing_timeout_ns >= XDIR_FLOW_CACHE_MIN_TIMEOUT_NS;
+}
+
+/* Fold of the key's words, multiplied (Fibonacci hashing): the top bits pick the slot. */
+static __always_inline __u32 xdir_flow_cache_slot(const __u64 *k)
+{
+	__u64 x = k[0] ^ k[1] ^ k[2] ^ k[3] ^ k[4];
+	__u32 h = (__u32)(x ^ (x >> 32)) * 0x9e3779b1U;
+
+	return h >> (32 - XDIR_FLOW_CACHE_BITS);
+}
+
+static __always_inline bool xdir_flow_key_equal(const __u64 *a, const __u64 *b)
+{
+	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0;
+}
+
+/* The cached decision for this flow, or NULL (absent, aged out, or its VIP is gone). */
+static __always_inline struct xdir_flow_cache_entry *xdir_flow_cache_find(const struct flow_key *flow)
+{
+	const __u64 *k = (const __u64 *)flow;
+	struct xdir_flow_cache_entry *e;
+	__u32 slot = xdir_flow_cache_slot(k);
+	__u32 *gen;
+
+	e = bpf_map_lookup_elem(&flow_cache, &slot);
+	if (!e || !xdir_flow_key_equal((const __u64 *)&e->key, k))
+		return NULL;
+	if (bpf_jiffies64() - e->checked >= XDIR_FLOW_CACHE_JIFFIES)
+		return NULL;
+	gen = bpf_map_lookup_elem(&vip_gens, &e->vip_id);
+	if (!gen || *gen != e->vip_gen)
+		return NULL;
+	return e;
+}
+
+/* Records the slow path's decision for this flow on this CPU. */
+static __always_inline void xdir_flow_cache_fill(const struct flow_key *flow, const struct vip_meta *vip,
+						 __u32 backend_id, const __u8 mac[ETH_ALEN])
+{
+	const __u64 *k = (const __u64 *)flow;
+	struct xdir_flow_cache_entry *e;
+	__u32 slot = xdir_flow_cache_slot(k);
+
+	e = bpf_map_lookup_elem(&flow_cache, &slot);
+	if (!e)
+		return;
+	__builtin_memcpy(&e->key, flow, sizeof(e->key));
+	e->checked = bpf_jiffies64();
+	e->vip_id = vip->vip_id;
+	e->vip_gen = vip->gen;
+	e->backend_id = backend_id;
+	__builtin_memcpy(e->backend_mac, mac, ETH_ALEN);
+}
+
+#endif /* XDIR_FLOW_CACHE_H */
