@@ -3,7 +3,9 @@
  * one worker applies them to the Dataplane, one at a time.
  *
  * - Coalescing: a burst of states (an editor saving ten times, an informer relist) applies only the
- *   newest; intermediate states are skipped, never queued.
+ *   newest; intermediate states are skipped, never queued. Their deltas (DesiredState.delta, from
+ *   incremental sources) are merged, so the applied state's delta still starts at the last one
+ *   handed to the data path.
  * - Serialised: Dataplane.apply is never called concurrently (the interface forbids it).
  * - Retries: a failed apply is retried with capped exponential backoff, or at once when a newer
  *   state arrives (it may be the fix). The data path keeps whatever it had meanwhile.
@@ -15,7 +17,7 @@
  */
 import type { ApplyResult, Dataplane } from './dataplane/dataplane.js';
 import { logger, type Logger } from './log.js';
-import type { DesiredState } from './model/types.js';
+import { chainDelta, type DesiredState } from './model/types.js';
 
 export interface ReconcilerOptions {
   dataplane: Pick<Dataplane, 'apply' | 'repair'>;
@@ -69,7 +71,15 @@ export class Reconciler {
   /** Hands over a new desired state; replaces any state not yet applied. */
   submit(state: DesiredState): void {
     if (this.stopped) return;
-    if (this.pending) this.status.coalesced++;
+    if (this.pending) {
+      this.status.coalesced++;
+      // The skipped state's delta folds into this one's, so the delta still starts where the
+      // data path last was; without a chain it is dropped (the data path then diffs everything).
+      if (state.delta) {
+        const delta = chainDelta(this.pending, state);
+        state = delta ? { ...state, delta } : { services: state.services, revision: state.revision };
+      }
+    }
     this.pending = state;
     this.failures = 0;
     this.wake?.();

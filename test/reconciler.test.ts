@@ -51,6 +51,39 @@ test('a burst of submits while an apply is in flight applies only the newest, ne
   await r.stop();
 });
 
+test('coalesced states merge their deltas, so the applied delta starts at the last applied state', async () => {
+  const seen: DesiredState[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const dp = { apply: async (s: DesiredState) => { seen.push(s); if (seen.length === 1) await gate; return RESULT; } };
+  const r = new Reconciler({ dataplane: dp, log: quiet, resyncMs: 0 });
+  r.start();
+  const vs = (port: number) => ({ vip: '198.19.0.10', port, protocol: 'tcp' as const, scheduler: 'mh' as const, persistence: 0, backends: [] });
+  r.submit({ services: [vs(1)], revision: 1 });
+  await waitFor('the first apply to start', () => seen.length === 1);
+  r.submit({ services: [vs(1), vs(2)], revision: 2, delta: { since: 1, changes: new Map([['tcp/198.19.0.10:2', vs(2)]]) } });
+  r.submit({ services: [vs(2), vs(3)], revision: 3, delta: { since: 2, changes: new Map([['tcp/198.19.0.10:1', null], ['tcp/198.19.0.10:3', vs(3)]]) } });
+  release();
+  await r.idle();
+  assert.is(seen.length, 2, 'state 2 was coalesced into 3');
+  assert.is(seen[1]!.revision, 3);
+  assert.is(seen[1]!.delta?.since, 1);
+  assert.equal([...seen[1]!.delta!.changes.keys()].sort(), ['tcp/198.19.0.10:1', 'tcp/198.19.0.10:2', 'tcp/198.19.0.10:3']);
+  // A state whose delta does not follow the skipped one loses its delta (the data path diffs all).
+  let release2!: () => void;
+  const gate2 = new Promise<void>((res) => { release2 = res; });
+  dp.apply = async (s: DesiredState) => { seen.push(s); if (seen.length === 3) await gate2; return RESULT; };
+  r.submit({ services: [vs(4)], revision: 4, delta: { since: 3, changes: new Map([['tcp/198.19.0.10:4', vs(4)]]) } });
+  await waitFor('the third apply to start', () => seen.length === 3);
+  r.submit({ services: [vs(5)], revision: 6 });
+  r.submit({ services: [vs(5), vs(7)], revision: 7, delta: { since: 6, changes: new Map([['tcp/198.19.0.10:7', vs(7)]]) } });
+  release2();
+  await r.idle();
+  assert.is(seen[3]!.revision, 7);
+  assert.is(seen[3]!.delta, undefined);
+  await r.stop();
+});
+
 test('a failed apply is retried until it succeeds; a newer state replaces the failing one', async () => {
   const dp = new RecordingDataplane();
   dp.failNext = 3;

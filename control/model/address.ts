@@ -86,6 +86,9 @@ export function formatAddress(bytes: Uint8Array): string {
 
 /** Canonical text of an address, or null when the text is not an IP address. */
 export function canonicalAddress(text: string): string | null {
+  // node:net's IPv4 form (no leading zeros) is already canonical: skip the bytes round trip, which
+  // was a visible share of parsing 100,000 endpoint addresses.
+  if (typeof text === 'string' && isIPv4(text)) return text;
   const parsed = parseAddress(text);
   return parsed ? formatAddress(parsed.bytes) : null;
 }

@@ -133,14 +133,24 @@ export interface AllocationPlan {
 // ---------------------------------------------------------------------------------------------
 // Pools
 
+// Both run once or more per Service per allocation pass (10,000 Services: 30,000+ calls), so they
+// convert 32 bits at a time instead of byte by byte through BigInt.
+function u32(bytes: Uint8Array, i: number): number {
+  return ((bytes[i]! << 24) | (bytes[i + 1]! << 16) | (bytes[i + 2]! << 8) | bytes[i + 3]!) >>> 0;
+}
+
 function toBigInt(bytes: Uint8Array): bigint {
   let v = 0n;
-  for (const b of bytes) v = (v << 8n) | BigInt(b);
+  for (let i = 0; i < bytes.length; i += 4) v = (v << 32n) | BigInt(u32(bytes, i));
   return v;
 }
 
 function fromBigInt(value: bigint, family: Family): string {
-  const bytes = new Uint8Array(family === 4 ? 4 : 16);
+  if (family === 4) {
+    const n = Number(value);
+    return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
+  }
+  const bytes = new Uint8Array(16);
   let v = value;
   for (let i = bytes.length - 1; i >= 0; i--) { bytes[i] = Number(v & 0xffn); v >>= 8n; }
   return formatAddress(bytes);

@@ -279,6 +279,32 @@ export interface DesiredPart {
   problems: SourceProblem[];
 }
 
+function sameBackends(a: readonly Backend[], b: readonly Backend[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]!.address !== b[i]!.address || a[i]!.weight !== b[i]!.weight || a[i]!.mac !== b[i]!.mac) return false;
+  }
+  return true;
+}
+
+/** Do two virtual services say the same (field by field, backends in order)? */
+export function sameVirtualService(a: VirtualService, b: VirtualService): boolean {
+  return a === b || (a.vip === b.vip && a.port === b.port && a.protocol === b.protocol && a.scheduler === b.scheduler
+    && a.persistence === b.persistence && a.origin === b.origin && sameBackends(a.backends, b.backends));
+}
+
+/** Do two parts produce the same services and problems? (Cheaper than comparing their JSON, and allocates nothing.) */
+export function sameDesiredPart(a: DesiredPart, b: DesiredPart): boolean {
+  if (a.services.length !== b.services.length || a.problems.length !== b.problems.length) return false;
+  for (let i = 0; i < a.services.length; i++) if (!sameVirtualService(a.services[i]!, b.services[i]!)) return false;
+  for (let i = 0; i < a.problems.length; i++) {
+    const x = a.problems[i]!, y = b.problems[i]!;
+    if (x.reason !== y.reason || x.message !== y.message || x.object.kind !== y.object.kind || x.object.namespace !== y.object.namespace
+      || x.object.name !== y.object.name || x.object.uid !== y.object.uid) return false;
+  }
+  return true;
+}
+
 /** The virtual services of one of our Services (VIPs from its status x its TCP/UDP ports). */
 export function desiredForService(svc: V1Service, eps: readonly EndpointInfo[], nodes: NodeIndex): DesiredPart {
   const services: VirtualService[] = [];

@@ -40,6 +40,32 @@ export interface VirtualService {
 
 export interface DesiredState {
   readonly services: readonly VirtualService[];
+  /**
+   * Optional, from incremental sources: this state's number, and how it differs from an earlier
+   * one. A data path whose last successful apply was state `delta.since` may apply just
+   * `delta.changes` (service key -> its new definition, or null when removed) instead of diffing
+   * every service; any other data path ignores it. `services` is always complete.
+   */
+  readonly revision?: number;
+  readonly delta?: DesiredDelta;
+}
+
+export interface DesiredDelta {
+  /** The revision this state is relative to. */
+  readonly since: number;
+  /** Every service key whose definition differs from state `since`: the new one, or null (gone). */
+  readonly changes: ReadonlyMap<string, VirtualService | null>;
+}
+
+/**
+ * The delta from state `a` to state `c` when `b` (delta from `a`) is replaced by `c` (delta from
+ * `b`) before anyone applied `b`: the union, later entries winning. Undefined when either lacks one.
+ */
+export function chainDelta(b: DesiredState, c: DesiredState): DesiredDelta | undefined {
+  if (!b.delta || !c.delta || b.revision === undefined || c.delta.since !== b.revision) return undefined;
+  const changes = new Map(b.delta.changes);
+  for (const [k, v] of c.delta.changes) changes.set(k, v);
+  return { since: b.delta.since, changes };
 }
 
 export type Family = 4 | 6;

@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { canonicalAddress, formatAddress, parseAddress } from '../../control/model/address.js';
-import { validateDesiredState, formatValidationError } from '../../control/model/validate.js';
-import type { VirtualService } from '../../control/model/types.js';
+import { validateDesiredState, formatValidationError, ValidationMemo } from '../../control/model/validate.js';
+import { serviceKey, type DesiredState, type VirtualService } from '../../control/model/types.js';
 
 function svc(over: Partial<VirtualService> & Record<string, unknown> = {}): VirtualService {
   return {
@@ -117,6 +117,47 @@ test('garbage input is reported, not thrown', () => {
   const r = validateDesiredState({ services: [null, 5, svc({ backends: 'x' as never })] as never });
   assert.is(r.state.services.length, 0);
   assert.is(r.errors.length, 3);
+});
+
+test('a state with a delta validates from its changes alone, with the same result as a full pass', () => {
+  const memo = new ValidationMemo();
+  const byKey = new Map<string, VirtualService>();
+  let revision = 1;
+  const key = (i: number) => serviceKey({ vip: `198.18.0.${i}`, port: 80, protocol: 'tcp' });
+  const make = (i: number, v: number): VirtualService => (v % 5 === 4
+    ? svc({ vip: `198.18.0.${i}`, backends: [{ address: 'nope', weight: 1 }], origin: `o${i}` }) // rejected, keyed
+    : svc({ vip: `198.18.0.${i}`, backends: [{ address: `198.18.1.${v % 250}`, weight: v % 3 }] }));
+  for (let i = 0; i < 20; i++) byKey.set(key(i), make(i, i));
+  const first = validateDesiredState({ services: [...byKey.values()], revision }, memo);
+  assert.is(memo.deltaCalls, 0);
+  let prevValid = new Map(first.state.services.map((s) => [serviceKey(s), s]));
+  let seed = 7;
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
+  for (let step = 0; step < 200; step++) {
+    const changes = new Map<string, VirtualService | null>();
+    for (let c = rnd(3) + 1; c > 0; c--) {
+      const i = rnd(30);
+      const next = rnd(6) === 0 ? null : make(i, rnd(1000));
+      if (next) byKey.set(key(i), next); else byKey.delete(key(i));
+      changes.set(key(i), next);
+    }
+    const input: DesiredState = { services: [...byKey.values()], revision: revision + 1, delta: { since: revision, changes } };
+    revision++;
+    const fast = validateDesiredState(input, memo);
+    const full = validateDesiredState({ services: input.services });
+    const sorted = (l: readonly VirtualService[]) => [...l].sort((a, b) => (serviceKey(a) < serviceKey(b) ? -1 : 1));
+    assert.equal(sorted(fast.state.services), sorted(full.state.services), `step ${step}: services`);
+    assert.equal(fast.errors.map((e) => e.key).sort(), full.errors.map((e) => e.key).sort(), `step ${step}: errors`);
+    // Its delta names exactly the valid services that changed.
+    const valid = new Map(fast.state.services.map((s) => [serviceKey(s), s]));
+    const differ = [...new Set([...valid.keys(), ...prevValid.keys()])].filter((k) => valid.get(k) !== prevValid.get(k)).sort();
+    assert.equal([...fast.state.delta!.changes.keys()].sort(), differ, `step ${step}: delta`);
+    prevValid = valid;
+  }
+  assert.is(memo.deltaCalls, 200);
+  // A delta that does not start at the memo's state: a full pass.
+  validateDesiredState({ services: [...byKey.values()], revision: revision + 5, delta: { since: revision + 4, changes: new Map() } }, memo);
+  assert.is(memo.deltaCalls, 200);
 });
 
 test.run();

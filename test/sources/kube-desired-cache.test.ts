@@ -21,6 +21,8 @@ class World {
   nodes = new Map<string, V1Node>();
   configMaps = new Map<string, V1ConfigMap>();
   cache = new DesiredCache(opts);
+  /** The last state compute() returned, by key, to check each state's delta against. */
+  prev: { revision?: number; byKey: Map<string, unknown> } | null = null;
 
   setService(s: V1Service) { this.services.set(objectKey(s), s); this.cache.serviceChanged(s); }
   delService(key: string) { const s = this.services.get(key)!; this.services.delete(key); this.cache.serviceChanged(s); }
@@ -40,6 +42,18 @@ class World {
     }, opts);
     const sorted = [...desired.state.services].sort((a, b) => (serviceKey(a) < serviceKey(b) ? -1 : 1));
     assert.equal(sorted, pure.state.services, what);
+    // The delta names exactly the keys whose definition changed since the previous state.
+    const byKey = new Map<string, unknown>(desired.state.services.map((s) => [serviceKey(s), s]));
+    if (this.prev && desired.state.revision !== this.prev.revision) {
+      const delta = desired.state.delta;
+      assert.ok(delta, `${what}: a delta`);
+      assert.is(delta.since, this.prev.revision, `${what}: delta relative to the previous state`);
+      const differ = [...new Set([...byKey.keys(), ...this.prev.byKey.keys()])]
+        .filter((k) => this.prev!.byKey.get(k) !== byKey.get(k)).sort();
+      assert.equal([...delta.changes.keys()].sort(), differ, `${what}: delta keys`);
+      for (const [k, v] of delta.changes) assert.is(v, byKey.get(k) ?? null, `${what}: delta entry ${k}`);
+    }
+    this.prev = { revision: desired.state.revision, byKey };
     const reasons = (ps: { reason: string; object: { name: string } }[]) => ps.map((p) => `${p.object.name}:${p.reason}`).sort();
     assert.equal(reasons(desired.problems), reasons(pure.problems), `${what}: problems`);
   }

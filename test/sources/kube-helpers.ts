@@ -96,26 +96,44 @@ export class RecordingDataplane implements Dataplane {
   async stop(): Promise<void> {}
 
   private readonly keys = new WeakMap<VirtualService, string>();
+  /** Revision of the last state applied (DesiredState.revision), for its successor's delta. */
+  private appliedRevision: number | undefined;
+  /** Applies that used the state's delta instead of a full diff (tests). */
+  deltaApplies = 0;
 
   async apply(desired: DesiredState): Promise<ApplyResult> {
     this.applies++;
-    const keyOf = (s: VirtualService): string => {
-      let k = this.keys.get(s);
-      if (k === undefined) this.keys.set(s, (k = serviceKey(s)));
-      return k;
-    };
-    const next = new Map(desired.services.map((s) => [keyOf(s), s]));
     const added: string[] = [], updated: string[] = [], removed: string[] = [];
-    for (const [k, s] of next) {
-      const prev = this.programmed.get(k);
-      if (!prev) added.push(k);
-      else if (prev !== s && JSON.stringify(prev) !== JSON.stringify(s)) updated.push(k);
+    const delta = desired.delta;
+    if (delta && this.appliedRevision !== undefined && delta.since === this.appliedRevision) {
+      // Like a real data path would: touch only what the delta names.
+      this.deltaApplies++;
+      for (const [k, s] of delta.changes) {
+        const prev = this.programmed.get(k);
+        if (!s) { if (prev) { this.programmed.delete(k); removed.push(k); } continue; }
+        if (!prev) added.push(k);
+        else if (prev !== s && JSON.stringify(prev) !== JSON.stringify(s)) updated.push(k);
+        this.programmed.set(k, s);
+      }
+    } else {
+      const keyOf = (s: VirtualService): string => {
+        let k = this.keys.get(s);
+        if (k === undefined) this.keys.set(s, (k = serviceKey(s)));
+        return k;
+      };
+      const next = new Map(desired.services.map((s) => [keyOf(s), s]));
+      for (const [k, s] of next) {
+        const prev = this.programmed.get(k);
+        if (!prev) added.push(k);
+        else if (prev !== s && JSON.stringify(prev) !== JSON.stringify(s)) updated.push(k);
+      }
+      for (const k of this.programmed.keys()) if (!next.has(k)) removed.push(k);
+      this.programmed.clear();
+      for (const [k, s] of next) this.programmed.set(k, s);
     }
-    for (const k of this.programmed.keys()) if (!next.has(k)) removed.push(k);
-    this.programmed.clear();
-    for (const [k, s] of next) this.programmed.set(k, s);
+    this.appliedRevision = desired.revision;
     if (added.length + updated.length + removed.length > 0) this.changes.push({ added, updated, removed });
-    return { servicesAdded: added.length, servicesUpdated: updated.length, servicesRemoved: removed.length, servicesUnchanged: next.size - added.length - updated.length };
+    return { servicesAdded: added.length, servicesUpdated: updated.length, servicesRemoved: removed.length, servicesUnchanged: this.programmed.size - added.length - updated.length };
   }
 
   services(): ServiceStatus[] {

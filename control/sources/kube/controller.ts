@@ -79,8 +79,11 @@ export interface PoolUsageReport {
 const SYNC = 'sync';
 
 function ingressEqual(a: V1LoadBalancerIngress[], b: V1LoadBalancerIngress[]): boolean {
-  const norm = (l: V1LoadBalancerIngress[]) => JSON.stringify(l.map((i) => ({ ip: i.ip, hostname: i.hostname, ipMode: i.ipMode })));
-  return norm(a) === norm(b);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]!.ip !== b[i]!.ip || a[i]!.hostname !== b[i]!.hostname || a[i]!.ipMode !== b[i]!.ipMode) return false;
+  }
+  return true;
 }
 
 /** Is `a` a later version than `b`? (resourceVersions are etcd revisions in practice; opaque otherwise.) */
@@ -113,6 +116,8 @@ export class KubeController {
   private readonly desiredCache: DesiredCache;
   /** Services, IPPools or leadership changed since the last plan: plan addresses again. */
   private allocationDirty = true;
+  /** Leadership changed (or a plan was made): compare every status with the plan again. */
+  private statusCheckDirty = true;
   private resyncTimer?: NodeJS.Timeout;
   private syncedResolve!: () => void;
   private readonly synced = new Promise<void>((r) => { this.syncedResolve = r; });
@@ -156,7 +161,8 @@ export class KubeController {
     this.election = new LeaseElection(this.api, {
       namespace: opts.leaseNamespace, name: opts.leaseName, identity: opts.identity,
       leaseDurationS: opts.leaseDurationS, retryMs: opts.leaseRetryMs,
-      onChange: () => { this.allocationDirty = true; this.queue.add(SYNC); },
+      // Leadership is no input of the plan: a new leader only checks statuses against it.
+      onChange: () => { this.statusCheckDirty = true; this.queue.add(SYNC); },
     }, log);
   }
 
@@ -266,40 +272,57 @@ export class KubeController {
     return { type: 'Ready', status: 'True', reason: 'Valid', message: `${usage?.size ?? 0n} addresses` };
   }
 
-  private sync(): void {
+  private async sync(): Promise<void> {
     if (!this.collections.every((c) => c.synced)) return;
     this.stats.syncs++;
-    const leader = this.election.isLeader();
-    const poolObjects = this.ipPools.list();
-    if (this.allocationDirty) {
-      // Only Services, IPPools and leadership decide addresses: an EndpointSlice burst skips this.
-      this.allocationDirty = false;
-      const services = this.serviceList();
-      ({ pools: this.pools, rejected: this.rejectedPools } = validatePools(poolObjects.map((p) => ({
-        name: p.metadata.name, spec: p.spec, createdAt: timeText(p.metadata.creationTimestamp) || undefined,
-      }))));
-      this.plan = planAllocations(this.pools, services.filter((s) => isOurService(s, this.opts)).map(serviceClaim), this.rejectedPools);
-      if (leader) {
-        for (const svc of services) {
-          const current = svc.status?.loadBalancer?.ingress ?? [];
-          if (!ingressEqual(this.wantedIngress(svc), current)) this.queue.add(`svc:${objectKey(svc)}`);
-        }
-        for (const p of poolObjects) {
-          const want = this.poolCondition(p.metadata.name);
-          const have = p.status?.conditions?.find((c) => c.type === 'Ready');
-          if (!have || have.status !== want.status || have.reason !== want.reason || have.message !== want.message) {
-            this.queue.add(`pool:${p.metadata.name}`);
-          }
-        }
-      }
-    }
 
+    // The data path first: it reads VIPs from Service status, never from the allocation plan, so
+    // planning addresses (O(Services)) need not delay the state (a restarted director finds its
+    // VIPs in status and programs them before re-checking allocations).
     const { desired, changed } = this.desiredCache.compute({
       service: (key) => { const [ns, name] = key.split('/') as [string, string]; return this.services.get(name, ns); },
       services: () => this.services.list(),
       nodes: () => this.nodes.list(),
       configMaps: () => this.configMaps?.list() ?? [],
     });
+    const emitted = changed || !this.lastState;
+    if (emitted) {
+      this.lastState = desired.state;
+      this.stats.emits++;
+      for (const l of this.listeners) {
+        try { l(desired.state); } catch (err) { this.log.error({ err }, 'desired-state listener failed'); }
+      }
+    }
+
+    // Let the listeners' work (the reconciler's apply) start before the O(Services) planning.
+    if (emitted && (this.allocationDirty || this.statusCheckDirty)) await new Promise((resolve) => setImmediate(resolve));
+    const leader = this.election.isLeader();
+    const poolObjects = this.ipPools.list();
+    let services: V1Service[] | null = null;
+    if (this.allocationDirty) {
+      // Only Services and IPPools decide addresses: an EndpointSlice burst skips this.
+      this.allocationDirty = false;
+      this.statusCheckDirty = true;
+      services = this.serviceList();
+      ({ pools: this.pools, rejected: this.rejectedPools } = validatePools(poolObjects.map((p) => ({
+        name: p.metadata.name, spec: p.spec, createdAt: timeText(p.metadata.creationTimestamp) || undefined,
+      }))));
+      this.plan = planAllocations(this.pools, services.filter((s) => isOurService(s, this.opts)).map(serviceClaim), this.rejectedPools);
+    }
+    if (this.statusCheckDirty && leader) {
+      this.statusCheckDirty = false;
+      for (const svc of services ?? this.serviceList()) {
+        const current = svc.status?.loadBalancer?.ingress ?? [];
+        if (!ingressEqual(this.wantedIngress(svc), current)) this.queue.add(`svc:${objectKey(svc)}`);
+      }
+      for (const p of poolObjects) {
+        const want = this.poolCondition(p.metadata.name);
+        const have = p.status?.conditions?.find((c) => c.type === 'Ready');
+        if (!have || have.status !== want.status || have.reason !== want.reason || have.message !== want.message) {
+          this.queue.add(`pool:${p.metadata.name}`);
+        }
+      }
+    }
 
     if (leader) {
       this.report([
@@ -310,14 +333,6 @@ export class KubeController {
         }),
         ...desired.problems,
       ]);
-    }
-
-    if (changed || !this.lastState) {
-      this.lastState = desired.state;
-      this.stats.emits++;
-      for (const l of this.listeners) {
-        try { l(desired.state); } catch (err) { this.log.error({ err }, 'desired-state listener failed'); }
-      }
     }
     this.syncedResolve();
   }

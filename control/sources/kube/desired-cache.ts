@@ -2,8 +2,9 @@
  * desiredFromCluster, incrementally: the same pure per-part functions
  * (control/model/kube-desired.ts), but fed by informer events, so a Service's virtual services are
  * recomputed only when the Service or one of its EndpointSlices changed (all of them when Nodes
- * change). With 10,000 Services an EndpointSlice update costs one Service's work plus one linear
- * assembly of the output, instead of re-parsing every endpoint in the cluster.
+ * change). With 10,000 Services an EndpointSlice update costs one Service's work plus a copy of
+ * the output array; the state it returns names what changed (DesiredState.delta), so the data
+ * path need not diff the other 9,999 either.
  *
  * The output equals desiredFromCluster's up to order (the data path keys services by
  * serviceKey; order carries no meaning); a virtual service claimed by two Services goes to the
@@ -11,10 +12,10 @@
  */
 import type { V1ConfigMap, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import {
-  desiredForIngressNginx, desiredForService, indexNodes, isOurService, objectKey, serviceRef, sliceEndpoints,
+  desiredForIngressNginx, desiredForService, indexNodes, isOurService, objectKey, sameDesiredPart, serviceRef, sliceEndpoints,
   type DesiredPart, type EndpointInfo, type KubeDesired, type KubeDesiredOptions, type NodeIndex, type ObjectRef, type SourceProblem,
 } from '../../model/kube-desired.js';
-import { serviceKey, type VirtualService } from '../../model/types.js';
+import { serviceKey, type DesiredState, type VirtualService } from '../../model/types.js';
 
 /** How the cache reads the informers' current objects. */
 export interface ClusterReader {
@@ -27,7 +28,6 @@ export interface ClusterReader {
 interface Part {
   part: DesiredPart;
   ref: ObjectRef;
-  json: string;
 }
 
 const INGRESS = '\u0000ingress-nginx';
@@ -38,6 +38,14 @@ export class DesiredCache {
   private readonly parts = new Map<string, Part>();
   /** Virtual service key -> the parts claiming it (almost always one). */
   private readonly claims = new Map<string, Map<string, VirtualService>>();
+  /** Virtual service keys claimed by more than one part (reported as duplicates). */
+  private readonly contested = new Set<string>();
+  /** Parts that report problems. */
+  private readonly withProblems = new Set<string>();
+  /** The output: winners in no particular order, and where each sits in `services`. */
+  private services: VirtualService[] = [];
+  private readonly slot = new Map<string, number>();
+  private revision = 0;
   private readonly dirty = new Set<string>();
   private allDirty = true;
   private ingressDirty = true;
@@ -100,9 +108,12 @@ export class DesiredCache {
     return [...set].sort().flatMap((k) => this.slices.get(k)!.endpoints);
   }
 
-  /** The desired state now, and whether it differs from the previous call's. */
+  /**
+   * The desired state now, and whether its services differ from the previous call's. The state
+   * carries a delta against the previous one (types.ts DesiredDelta): only the virtual services
+   * whose definition changed, so a data path need not diff all of them.
+   */
   compute(cluster: ClusterReader): { desired: KubeDesired; changed: boolean } {
-    let changed = this.last === null;
     this.recomputed = 0;
     if (this.allDirty) {
       this.nodeIndex = indexNodes(cluster.nodes(), this.opts.nodeAddressType);
@@ -111,25 +122,32 @@ export class DesiredCache {
       this.ingressDirty = true;
       this.allDirty = false;
     }
+    /** Virtual service keys whose claims changed in this pass. */
+    const touched = new Set<string>();
+    let problemsChanged = false;
     const update = (key: string, part: DesiredPart | null, ref: ObjectRef): void => {
       const prior = this.parts.get(key);
-      const json = part ? JSON.stringify(part) : '';
-      if (prior && prior.json === json) return; // keep the prior objects: identical output keeps identity
+      // Keep the prior objects when the output is the same: identical output keeps identity, so
+      // data paths skip it by reference.
+      if (prior && part && sameDesiredPart(prior.part, part)) { prior.ref = ref; return; }
       if (!prior && !part) return;
-      changed = true;
+      if (prior?.part.problems.length || part?.problems.length) problemsChanged = true;
       for (const vs of prior?.part.services ?? []) {
         const k = serviceKey(vs);
         const m = this.claims.get(k);
         m?.delete(key);
         if (m?.size === 0) this.claims.delete(k);
+        touched.add(k);
       }
-      if (!part) { this.parts.delete(key); return; }
-      this.parts.set(key, { part, ref, json });
+      if (!part) { this.parts.delete(key); this.withProblems.delete(key); return; }
+      this.parts.set(key, { part, ref });
+      if (part.problems.length) this.withProblems.add(key); else this.withProblems.delete(key);
       for (const vs of part.services) {
         const k = serviceKey(vs);
         let m = this.claims.get(k);
         if (!m) this.claims.set(k, (m = new Map()));
         m.set(key, vs);
+        touched.add(k);
       }
     };
     for (const key of this.dirty) {
@@ -145,26 +163,65 @@ export class DesiredCache {
       update(INGRESS, part, { kind: 'ConfigMap', namespace: ing.namespace, name: ing.tcpConfigMap });
     }
     this.ingressDirty = false;
-    if (!changed && this.last) return { desired: this.last, changed: false };
-    this.last = this.assemble();
-    return { desired: this.last, changed: true };
+
+    const changes = this.settle(touched);
+    if (changes.size > 0 || touched.size > 0) problemsChanged = true; // duplicates may have moved
+    const first = this.last === null;
+    if (!first && changes.size === 0 && !problemsChanged) return { desired: this.last!, changed: false };
+    const since = this.revision;
+    const state: DesiredState = changes.size > 0 || first
+      ? (first ? { services: this.services, revision: ++this.revision } : { services: this.services, revision: ++this.revision, delta: { since, changes } })
+      : this.last!.state;
+    this.last = { state, problems: this.problems() };
+    return { desired: this.last, changed: first || changes.size > 0 };
   }
 
-  private assemble(): KubeDesired {
-    const services: VirtualService[] = [];
+  /** Who wins each touched virtual service now; updates `services` (a new array when anything moved) and returns what changed. */
+  private settle(touched: ReadonlySet<string>): Map<string, VirtualService | null> {
+    const changes = new Map<string, VirtualService | null>();
+    let services: VirtualService[] | null = null; // copied on first write: emitted arrays stay as they were
+    for (const k of touched) {
+      const m = this.claims.get(k);
+      if (m && m.size > 1) this.contested.add(k); else this.contested.delete(k);
+      const winner = m ? (m.size === 1 ? m.values().next().value! : m.get(this.rankedClaimants(m)[0]!)!) : null;
+      const at = this.slot.get(k);
+      const current = at === undefined ? null : this.services[at]!;
+      if (winner === current) continue;
+      services ??= this.services.slice();
+      changes.set(k, winner);
+      if (winner && at !== undefined) {
+        services[at] = winner;
+      } else if (winner) {
+        this.slot.set(k, services.length);
+        services.push(winner);
+      } else if (at !== undefined) {
+        // Swap-remove: order carries no meaning.
+        const lastVs = services.pop()!;
+        this.slot.delete(k);
+        if (at < services.length) { services[at] = lastVs; this.slot.set(serviceKey(lastVs), at); }
+      }
+      this.services = services;
+    }
+    return changes;
+  }
+
+  /** Claimants of one virtual service, winner first: ingress-nginx entries lose to Services, Services to Services with smaller keys. */
+  private rankedClaimants(m: ReadonlyMap<string, VirtualService>): string[] {
+    const rank = (k: string) => (k === INGRESS ? '\uffff' : k);
+    return [...m.keys()].sort((a, b) => (rank(a) < rank(b) ? -1 : 1));
+  }
+
+  private problems(): SourceProblem[] {
     const problems: SourceProblem[] = [];
-    for (const p of this.parts.values()) if (p.part.problems.length) problems.push(...p.part.problems);
-    for (const [vsKey, m] of this.claims) {
-      if (m.size === 1) { services.push(m.values().next().value!); continue; }
-      // ingress-nginx entries lose to Services, Services to Services with smaller keys.
-      const rank = (k: string) => (k === INGRESS ? '\uffff' : k);
-      const keys = [...m.keys()].sort((a, b) => (rank(a) < rank(b) ? -1 : 1));
+    for (const key of this.withProblems) problems.push(...this.parts.get(key)!.part.problems);
+    for (const vsKey of this.contested) {
+      const m = this.claims.get(vsKey)!;
+      const keys = this.rankedClaimants(m);
       const winner = m.get(keys[0]!)!;
-      services.push(winner);
       for (const loser of keys.slice(1)) {
         problems.push({ object: this.parts.get(loser)!.ref, reason: 'DuplicateVirtualService', message: `${vsKey} is already served for ${winner.origin}; ignoring this one` });
       }
     }
-    return { state: { services }, problems };
+    return problems;
   }
 }

@@ -5,9 +5,10 @@
  * exponential backoff. The cache is never cleared on errors: while the API server is unreachable
  * the last known state stands, and a relist removes only what the cluster says is gone.
  */
-import { makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../../log.js';
 import { describeApiError } from './api-calls.js';
+import { trimObject } from './raw-get.js';
 
 export interface Backoff {
   minMs: number;
@@ -39,7 +40,14 @@ export class WatchedCollection<T extends KubernetesObject> {
     private readonly backoff: Backoff = DEFAULT_BACKOFF,
   ) {
     this.delayMs = backoff.minMs;
-    this.informer = makeInformer<T>(config, path, list);
+    // makeInformer's ListWatch, with its Watch wrapped so that watched objects are trimmed like
+    // listed ones (raw-get.ts) before the cache keeps them.
+    const watch = new Watch(config);
+    const trimming = {
+      watch: (p: string, params: Record<string, string | number | boolean | undefined>, cb: (phase: string, obj: unknown, raw: unknown) => void, done: (err: unknown) => void) =>
+        watch.watch(p, params, (phase, obj, raw) => cb(phase, trimObject(obj), raw), done),
+    } as unknown as Watch;
+    this.informer = new ListWatch<T>(path, trimming, list, false);
     this.informer.on('add', (o) => this.onChange(this.name, 'add', o));
     this.informer.on('update', (o) => this.onChange(this.name, 'update', o));
     this.informer.on('delete', (o) => this.onChange(this.name, 'delete', o));
