@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { CLIENT_FLAGS, CLIENT_USAGE, connectDirector, explainCallError } from '../observability/grpc/client.js';
 import { unary, type ListServicesResponseMsg, type StatsSnapshotMsg } from '../observability/grpc/proto.js';
 import { formatTopFrame } from '../observability/format.js';
+import { CompactView } from '../observability/grpc/compact-view.js';
 
 const USAGE = `usage: xdir top [flags]
 
@@ -73,7 +74,10 @@ export async function main(argv: string[], io: TopIo = process): Promise<number>
   return new Promise<number>((resolve) => {
     let shown = 0;
     let finished = false;
-    const stream = client.Watch({ interval_ms: intervalMs, vips });
+    // Changes only, compact: at 10,000 VIPs a complete snapshot is megabytes, and most entries
+    // are idle in a given second. The view rebuilds the complete table on this side.
+    const stream = client.Watch({ interval_ms: intervalMs, vips, changes_only: true, compact: true });
+    const view = new CompactView();
     const keyboard = tty && io.stdin.isTTY === true && typeof io.stdin.setRawMode === 'function';
 
     const finish = (code: number, message?: string): void => {
@@ -96,7 +100,15 @@ export async function main(argv: string[], io: TopIo = process): Promise<number>
     if (keyboard) { io.stdin.setRawMode!(true); io.stdin.resume(); io.stdin.on('data', onKey); }
     if (tty) io.stdout.write(ESC.altScreen + ESC.hideCursor);
 
-    stream.on('data', (snap: StatsSnapshotMsg) => {
+    stream.on('data', (compact: StatsSnapshotMsg) => {
+      let snap: StatsSnapshotMsg | undefined;
+      try {
+        snap = view.apply(compact);
+      } catch (err) {
+        finish(1, `xdir top: the director sent a snapshot this version cannot read: ${(err as Error).message}; upgrade xdir`);
+        return;
+      }
+      if (!snap) return; // a name table comes with a later snapshot
       shown += 1;
       if (shown % RELIST_EVERY_FRAMES === 0) relist();
       // Three tables share the screen, with headers and blank lines around them.

@@ -12,11 +12,17 @@
  * Slow consumers: each subscriber has a bounded queue (`maxPending`). When it is full the oldest
  * snapshot is dropped and counted; after `maxConsecutiveDrops` drops without the consumer taking
  * anything the subscriber is closed as too slow (counted). Nothing else is ever buffered for it.
+ * A changes-only stream that lost a snapshot that way gets a complete one next, so its client
+ * does not keep a stale value; a compact stream whose dropped snapshot carried the name table
+ * gets the table again.
+ *
+ * Cost: one reading per period; one snapshot body per distinct (baseline, filter, form) per
+ * reading, shared by every subscriber of that group (the transport encodes each body once).
  */
 import type { Dataplane, StatsSample } from '../dataplane/dataplane.js';
 import { logger } from '../log.js';
 import type { StatsSnapshotMsg } from './grpc/proto.js';
-import { ServiceIndex, buildSnapshot } from './snapshot.js';
+import { ServiceIndex, buildSnapshot, nameTable, type NameTable } from './snapshot.js';
 
 const log = logger('stats-hub');
 
@@ -27,6 +33,19 @@ const log = logger('stats-hub');
 export const SHARED_BODY: unique symbol = Symbol('xdir.sharedSnapshotBody');
 
 export type HubDataplane = Pick<Dataplane, 'kind' | 'readStats' | 'services'>;
+
+/** How long the hub reuses its index of programmed services while readings show no change. */
+const INDEX_MAX_AGE_MS = 5000;
+
+function sameKeys(a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): boolean {
+  if (a.size !== b.size) return false;
+  const ib = b.keys();
+  for (const k of a.keys()) if (k !== ib.next().value) return false;
+  return true;
+}
+
+/** Two readings of the same services and backends, in the same order. */
+const sameEntries = (a: StatsSample, b: StatsSample): boolean => sameKeys(a.services, b.services) && sameKeys(a.backends, b.backends);
 
 export interface StatsHubOptions {
   dataplane: HubDataplane;
@@ -46,6 +65,8 @@ export interface Subscription {
   readonly id: number;
   readonly intervalMs: number;
   readonly vips: readonly string[];
+  readonly changesOnly: boolean;
+  readonly compact: boolean;
   /** The oldest queued snapshot with this stream's sequence and drop count, or undefined. */
   take(): StatsSnapshotMsg | undefined;
   /** Snapshots queued now (never more than maxPending). */
@@ -80,12 +101,17 @@ class Subscriber implements Subscription {
   droppedCount = 0n;
   dropsInARow = 0;
   closed = false;
+  /** The name table version this stream's client has (compact form); -1 = none yet. */
+  namesVersion = -1;
+  /** A changes-only snapshot was dropped: the next one must be complete. */
+  resync = false;
 
   constructor(
     readonly id: number,
     readonly intervalMs: number,
     readonly vips: readonly string[],
     readonly changesOnly: boolean,
+    readonly compact: boolean,
     private readonly hub: StatsHub,
   ) {}
 
@@ -124,8 +150,12 @@ export class StatsHub {
   private readonly counters: HubCounters;
   /** First snapshots of new subscribers, by filter, for the current reading. */
   private readonly firstSnapshots = new Map<string, StatsSnapshotMsg>();
-  private firstIndex: ServiceIndex | undefined;
+  private indexCache: { index: ServiceIndex; sample: StatsSample; builtAtMs: number } | undefined;
   private readonly sampleListeners = new Set<(s: StatsSample) => void>();
+  /** Name tables of the compact form, by filter, for the current reading. */
+  private readonly names = new Map<string, NameTable>();
+  private namesVersion = 0;
+  private namesOf: StatsSample | undefined;
 
   constructor(opts: StatsHubOptions) {
     this.dataplane = opts.dataplane;
@@ -178,20 +208,27 @@ export class StatsHub {
     return Math.min(3_600_000, Math.max(this.minIntervalMs, Math.round(ms)));
   }
 
-  subscribe(opts: { intervalMs: number; vips?: readonly string[]; changesOnly?: boolean }): Subscription {
-    const sub = new Subscriber(this.nextId++, this.clampInterval(opts.intervalMs), [...(opts.vips ?? [])], opts.changesOnly === true, this);
+  subscribe(opts: { intervalMs: number; vips?: readonly string[]; changesOnly?: boolean; compact?: boolean }): Subscription {
+    const sub = new Subscriber(this.nextId++, this.clampInterval(opts.intervalMs), [...(opts.vips ?? [])],
+      opts.changesOnly === true, opts.compact === true, this);
     this.subscribers.add(sub);
     // A first snapshot right away (complete, rates over the hub's last period), so a viewer has
     // something to show. Subscribers arriving in the same period share it.
     if (this.current) {
       sub.lastSent = this.current;
-      const key = `first|${sub.vips.join(',')}`;
+      const key = `first|${sub.compact}|${sub.vips.join(',')}`;
       let snap = this.firstSnapshots.get(key);
       if (!snap) {
-        this.firstIndex ??= new ServiceIndex(this.dataplane.services());
-        snap = buildSnapshot({ current: this.current, baseline: this.prior, services: this.firstIndex, vips: sub.vips });
+        const current = this.current;
+        const index = (): ServiceIndex => this.serviceIndex(current);
+        snap = buildSnapshot({
+          current, baseline: this.prior, services: sub.compact ? [] : index(), vips: sub.vips,
+          table: sub.compact || sub.vips.length ? undefined : this.nameTableFor([], index, current),
+          compact: sub.compact ? { names: this.nameTableFor(sub.vips, index, current), withNames: true } : undefined,
+        });
         this.firstSnapshots.set(key, snap);
       }
+      if (sub.compact) sub.namesVersion = Number(snap.names_version);
       this.enqueue(sub, snap);
     }
     this.reschedule();
@@ -251,7 +288,14 @@ export class StatsHub {
     this.nextTickAt = Date.now() + delayMs;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.tick().finally(() => this.schedule(this.periodMs()));
+      // Period from start to start, so a 1 s subscriber gets one snapshot a second and not one per
+      // (1 s + reading time); but always some idle time, so a reading slower than the period
+      // cannot turn into back-to-back readings that hold the event loop.
+      const started = performance.now();
+      void this.tick().finally(() => {
+        const p = this.periodMs();
+        this.schedule(Math.max(p - (performance.now() - started), p / 4));
+      });
     }, delayMs);
   }
 
@@ -281,46 +325,112 @@ export class StatsHub {
     this.prior = this.current;
     this.current = sample;
     this.firstSnapshots.clear();
-    this.firstIndex = undefined;
     for (const fn of this.sampleListeners) fn(sample);
     this.deliver(sample);
     return sample;
   }
 
+  /**
+   * The programmed services, indexed, for plain and filtered snapshots. Listing them costs about as
+   * much as a reading (XDP, 10,000 VIPs: ~100 ms), so the index is kept while readings hold the
+   * same services and backends in the same order, for at most INDEX_MAX_AGE_MS: a change of
+   * membership that adds or removes nothing (a backend moved between two services) shows in
+   * filtered snapshots within that time.
+   */
+  private serviceIndex(sample: StatsSample): ServiceIndex {
+    const c = this.indexCache;
+    if (c && (c.sample === sample || (performance.now() - c.builtAtMs < INDEX_MAX_AGE_MS && sameEntries(c.sample, sample)))) {
+      c.sample = sample;
+      return c.index;
+    }
+    const index = new ServiceIndex(this.dataplane.services());
+    this.indexCache = { index, sample, builtAtMs: performance.now() };
+    return index;
+  }
+
+  /** The name table of a filter for `sample` (computed once per filter per reading). */
+  private nameTableFor(vips: readonly string[], index: () => ServiceIndex, sample: StatsSample): NameTable {
+    if (this.namesOf !== sample) {
+      // Keep the previous tables to compare against, but forget filters nobody uses any more.
+      // (The unfiltered table stays: plain snapshots are built from it too.)
+      const used = new Set(['', ...[...this.subscribers].filter((s) => s.compact).map((s) => s.vips.join(','))]);
+      for (const k of [...this.names.keys()]) if (!used.has(k)) this.names.delete(k);
+      this.namesOf = sample;
+      this.fresh.clear();
+    }
+    const key = vips.join(',');
+    if (this.fresh.has(key)) return this.names.get(key)!;
+    const table = nameTable(index, vips, sample, this.names.get(key), this.namesVersion + 1);
+    if (table.version > this.namesVersion) this.namesVersion = table.version;
+    this.names.set(key, table);
+    this.fresh.add(key);
+    return table;
+  }
+
+  private readonly fresh = new Set<string>();
+
   private deliver(sample: StatsSample): void {
     if (this.subscribers.size === 0) return;
     const slack = this.periodMs() / 2;
-    const services = new ServiceIndex(this.dataplane.services());
+    // Listing the programmed services costs as much as the snapshot of an unfiltered compact
+    // stream: only when a plain or filtered snapshot needs them.
+    const services = (): ServiceIndex => this.serviceIndex(sample);
     // Subscribers with the same interval, filter and baseline get the same snapshot body: build it once.
     const built = new Map<string, StatsSnapshotMsg>();
     for (const sub of [...this.subscribers]) {
       const last = sub.lastSent;
       if (last && sample.takenAtMs - last.takenAtMs < sub.intervalMs - slack) continue;
-      const groupKey = `${last?.takenAtMs ?? 'none'}|${sub.changesOnly}|${sub.vips.join(',')}`;
+      // Make room first: what the drop loses decides what this snapshot must carry.
+      if (sub.queue.length >= this.maxPending && !this.dropOldest(sub)) continue;
+      const changesOnly = sub.changesOnly && !sub.resync;
+      const names = sub.compact ? this.nameTableFor(sub.vips, services, sample) : undefined;
+      const withNames = names !== undefined && names.version !== sub.namesVersion;
+      const groupKey = `${last?.takenAtMs ?? 'none'}|${changesOnly}|${sub.compact}|${withNames}|${sub.vips.join(',')}`;
       let snap = built.get(groupKey);
       if (!snap) {
-        snap = buildSnapshot({ current: sample, baseline: last, services, vips: sub.vips, changesOnly: sub.changesOnly });
+        snap = buildSnapshot({
+          current: sample, baseline: last, services: names ? [] : services(), vips: sub.vips, changesOnly,
+          table: names || sub.vips.length ? undefined : this.nameTableFor([], services, sample),
+          compact: names ? { names, withNames } : undefined,
+        });
         built.set(groupKey, snap);
       }
       sub.lastSent = sample;
+      sub.resync = false;
+      if (names) sub.namesVersion = names.version;
       this.enqueue(sub, snap);
     }
   }
 
-  private enqueue(sub: Subscriber, snap: StatsSnapshotMsg): void {
-    if (sub.closed) return;
-    if (sub.queue.length >= this.maxPending) {
-      sub.queue.shift();
-      sub.droppedCount += 1n;
-      sub.dropsInARow += 1;
-      this.counters.snapshotsDropped += 1n;
-      if (this.maxConsecutiveDrops > 0 && sub.dropsInARow >= this.maxConsecutiveDrops) {
-        log.info({ subscriber: sub.id, dropped: sub.droppedCount.toString() },
-          'closing a Watch stream whose client stopped reading');
-        this.closeSubscriber(sub, 'too-slow');
-        return;
+  /** Drops a subscriber's oldest snapshot (counted); false when that closed it as too slow. */
+  private dropOldest(sub: Subscriber): boolean {
+    const lost = sub.queue.shift()!;
+    sub.droppedCount += 1n;
+    sub.dropsInARow += 1;
+    this.counters.snapshotsDropped += 1n;
+    if (this.maxConsecutiveDrops > 0 && sub.dropsInARow >= this.maxConsecutiveDrops) {
+      log.info({ subscriber: sub.id, dropped: sub.droppedCount.toString() },
+        'closing a Watch stream whose client stopped reading');
+      this.closeSubscriber(sub, 'too-slow');
+      return false;
+    }
+    // What the lost snapshot told the client must reach it another way.
+    // (Even a lost complete one: the diffs queued behind it assume the client saw it.)
+    if (sub.changesOnly) sub.resync = true;
+    if (lost.service_keys?.length || lost.backend_addresses?.length) {
+      const head = sub.queue[0];
+      if (head && head.names_version === lost.names_version && !head.service_keys?.length && !head.backend_addresses?.length) {
+        sub.queue[0] = { ...head, service_keys: lost.service_keys!, backend_addresses: lost.backend_addresses! };
+      } else if (!head) {
+        sub.namesVersion = -1;
       }
     }
+    return true;
+  }
+
+  private enqueue(sub: Subscriber, snap: StatsSnapshotMsg): void {
+    if (sub.closed) return;
+    if (sub.queue.length >= this.maxPending && !this.dropOldest(sub)) return;
     sub.queue.push(snap);
     sub.onReady?.();
   }

@@ -8,6 +8,7 @@ import { unary, type ListServicesResponseMsg, type StatsSnapshotMsg } from '../.
 import { StatsHub } from '../../control/observability/stats-hub.js';
 import { startObservability } from '../../control/observability/index.js';
 import { FakeDataplane } from './fake-dataplane.js';
+import { CompactView } from '../../control/observability/grpc/compact-view.js';
 import { StreamCollector, callUnary, directorClient, healthClient, reflectionClient, tempDir, waitFor } from './grpc-helpers.js';
 
 const tmp = tempDir('xdir-grpc-api-');
@@ -64,6 +65,34 @@ test('Watch streams cumulative counters and rates of the right VIP and backend',
   assert.equal(last.backends.map((b) => b.address), ['198.18.1.1', '198.18.1.2', '198.18.1.3']);
   assert.equal(last.backends[0]!.total.packets, '21');
   assert.equal(last.reasons.find((r) => r.reason === 'forwarded')!.total.packets, '3021', 'reasons are data-path wide');
+  c.close();
+});
+
+test('a compact changes-only Watch, expanded by the client, says what a plain Watch says, in fewer bytes', async () => {
+  const c = directorClient(server.target);
+  const before = hub.counts().subscribers;
+  const plain = new StreamCollector(c.Watch({ interval_ms: 100, vips: ['198.18.0.10'] }));
+  const compact = new StreamCollector(c.Watch({ interval_ms: 100, vips: ['198.18.0.10'], changes_only: true, compact: true }));
+  await waitFor('two Watch subscribers', () => hub.counts().subscribers === before + 2);
+  const view = new CompactView();
+  for (let i = 1; i <= 3; i++) {
+    if (i !== 2) dp.forward(web, '198.18.1.3', 5, 100);
+    dp.advance(100);
+    await hub.tick();
+    await plain.until(i);
+    await compact.until(i);
+    const got = view.apply(compact.got[i - 1]!);
+    const want = plain.got[i - 1]!;
+    assert.ok(got, 'the first compact snapshot carries its name table');
+    assert.equal(got!.services.map((s) => [s.key, s.vip, s.port, s.protocol, s.total, s.rate]), want.services.map((s) => [s.key, s.vip, s.port, s.protocol, s.total, s.rate]));
+    assert.equal(got!.backends.map((b) => [b.address, b.total, b.rate]), want.backends.map((b) => [b.address, b.total, b.rate]));
+    assert.equal(got!.reasons, want.reasons);
+  }
+  assert.equal(compact.got[0]!.service_keys, [web]);
+  assert.equal(compact.got[1]!.service_keys, [], 'the name table is sent once');
+  assert.equal(compact.got[2]!.compact_backends!.id_deltas, [], 'nothing changed in the second interval: nothing listed');
+  plain.stream.cancel();
+  compact.stream.cancel();
   c.close();
 });
 

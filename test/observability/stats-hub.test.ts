@@ -3,6 +3,8 @@ import * as assert from 'uvu/assert';
 import { StatsHub } from '../../control/observability/stats-hub.js';
 import type { StatsSnapshotMsg } from '../../control/observability/grpc/proto.js';
 import { FakeDataplane } from './fake-dataplane.js';
+import { CompactView } from '../../control/observability/grpc/compact-view.js';
+import { ServiceIndex, buildSnapshot, nameTable } from '../../control/observability/snapshot.js';
 
 function setup(opts: { maxPending?: number; maxConsecutiveDrops?: number } = {}) {
   const dp = new FakeDataplane();
@@ -174,6 +176,84 @@ test('a new subscriber gets the latest reading at once', async () => {
   const got = drain(() => sub.take());
   assert.is(got.length, 1);
   assert.is(got[0]!.rate_interval_ms, 100, 'rates over the hub\'s last period');
+});
+
+test('a changes-only subscriber that lost a snapshot gets a complete one next, so no change is lost', async () => {
+  const { dp, hub, web, tick } = setup({ maxPending: 1, maxConsecutiveDrops: 0 });
+  const sub = hub.subscribe({ intervalMs: 100, changesOnly: true });
+  await tick();
+  drain(() => sub.take());
+  dp.forward(web, '198.18.1.1', 7);
+  await tick(); // queued: the change
+  await tick(); // drops it (queue of one): nothing changed since, but the client never saw the 7
+  const [next] = drain(() => sub.take());
+  assert.is(next!.changes_only, false, 'complete after a drop');
+  assert.is(next!.services.find((s) => s.key === web)!.total.packets, '7');
+  assert.is(next!.dropped_snapshots, '1');
+  await tick();
+  assert.is(drain(() => sub.take())[0]!.changes_only, true, 'then changes only again');
+});
+
+test('compact changes-only streams carry the name table once and expand to the plain form', async () => {
+  const { dp, hub, web, dns, tick } = setup();
+  const plain = hub.subscribe({ intervalMs: 100 });
+  const compact = hub.subscribe({ intervalMs: 100, changesOnly: true, compact: true });
+  const view = new CompactView();
+  const expand = (s: StatsSnapshotMsg) => view.apply(JSON.parse(JSON.stringify(s, (_k, v) => (typeof v === 'bigint' ? String(v) : v))) as StatsSnapshotMsg);
+  await tick();
+  const [c1] = drain(() => compact.take());
+  assert.equal(c1!.service_keys, [web, dns].sort());
+  assert.equal(c1!.backend_addresses!.length, 3);
+  assert.is(expand(c1!)!.services.length, 2);
+  drain(() => plain.take());
+  for (let i = 0; i < 3; i++) {
+    dp.forward(web, '198.18.1.1', 5 + i);
+    dp.forward(dns, 'fd00::1:1', 1);
+    if (i === 1) dp.forward(dns, 'fd00::1:1', 10);
+    await tick();
+    const [c] = drain(() => compact.take());
+    const [p] = drain(() => plain.take());
+    assert.equal(c!.service_keys, [], 'the table is sent once');
+    assert.equal(c!.services, []);
+    const e = expand(c!)!;
+    const byKey = <T extends { total: unknown; rate: unknown }>(xs: T[], k: (x: T) => string) => Object.fromEntries(xs.map((x) => [k(x), [x.total, x.rate]]));
+    assert.equal(byKey(e.services, (x) => x.key), byKey(p!.services, (x) => x.key));
+    assert.equal(byKey(e.backends, (x) => x.address), byKey(p!.backends, (x) => x.address));
+  }
+  await tick();
+  const [idle] = drain(() => compact.take());
+  assert.equal(idle!.compact_backends!.id_deltas, [], 'nothing changed: nothing listed');
+  assert.ok(expand(idle!)!.backends.every((b) => b.rate.packets_per_second === 0));
+});
+
+test('a compact stream gets the name table again when services change', async () => {
+  const { dp, hub, tick } = setup();
+  const sub = hub.subscribe({ intervalMs: 100, changesOnly: true, compact: true });
+  await tick();
+  const [first] = drain(() => sub.take());
+  const added = dp.addService('198.18.0.11', 443, 'tcp', { '198.18.1.9': 1 });
+  await tick();
+  const [next] = drain(() => sub.take());
+  assert.ok(next!.names_version !== first!.names_version);
+  assert.ok(next!.service_keys!.includes(added));
+  assert.ok(next!.backend_addresses!.includes('198.18.1.9'));
+});
+
+test('a plain snapshot built from the name table columns equals the one built by name', async () => {
+  const { dp, web, dns } = setup();
+  const a = await dp.readStats();
+  dp.advance(1000);
+  dp.forward(web, '198.18.1.2', 3);
+  dp.forward(dns, 'fd00::1:1', 2);
+  const b = await dp.readStats();
+  const index = new ServiceIndex(dp.services());
+  const table = nameTable(() => index, [], b, undefined, 1);
+  for (const changesOnly of [false, true]) {
+    const byName = buildSnapshot({ current: b, baseline: a, services: index, vips: [], changesOnly });
+    const byColumns = buildSnapshot({ current: b, baseline: a, services: index, vips: [], changesOnly, table });
+    assert.equal(byColumns, byName);
+  }
+  assert.equal(buildSnapshot({ current: b, services: index, vips: [], table }), buildSnapshot({ current: b, services: index, vips: [] }));
 });
 
 test.run();

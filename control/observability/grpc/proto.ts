@@ -45,8 +45,26 @@ export interface StatsSnapshotMsg {
   services: ServiceStatsMsg[];
   backends: BackendStatsMsg[];
   reasons: ReasonStatsMsg[];
+  // Compact form (WatchRequest.compact). Optional here because the server leaves them out of the
+  // plain form; proto-loader fills the defaults ('0', [], null) when it decodes.
+  names_version?: U64;
+  service_keys?: string[];
+  backend_addresses?: string[];
+  compact_services?: CompactCountersMsg | null;
+  compact_backends?: CompactCountersMsg | null;
 }
-export interface WatchRequestMsg { interval_ms: number; vips: string[]; changes_only: boolean }
+/**
+ * Packed columns. As proto-loader decodes them, 64-bit columns are decimal strings; the server
+ * builds them as numbers (exact below 2^53) or bigints and encodes them itself.
+ */
+export interface CompactCountersMsg {
+  id_deltas: number[];
+  packets: (U64 | number | bigint)[];
+  bytes: (U64 | number | bigint)[];
+  packets_delta: (U64 | number | bigint)[];
+  bytes_delta: (U64 | number | bigint)[];
+}
+export interface WatchRequestMsg { interval_ms: number; vips: string[]; changes_only: boolean; compact: boolean }
 export interface GetSnapshotRequestMsg { vips: string[] }
 export interface ListServicesRequestMsg { vips: string[] }
 export interface BackendMsg { address: string; weight: number; state: BackendStateName; mac: string }

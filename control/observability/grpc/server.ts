@@ -23,8 +23,12 @@ import { DEFAULT_GRPC_ADDRESS, checkExposure, parseListenAddress, type ListenAdd
 
 const log = logger('grpc');
 
-/** Snapshots per Watch stream inside grpc-js / HTTP/2 at once (see Watch). */
-const MAX_IN_FLIGHT = 2;
+/**
+ * Snapshots per Watch stream inside grpc-js / HTTP/2 at once (see Watch). One: a stream whose
+ * previous message is not flushed yet takes nothing more; its readings wait in the hub's bounded,
+ * drop-oldest queue (and are counted when dropped) instead of in per-stream copies here.
+ */
+const MAX_IN_FLIGHT = 1;
 
 export interface GrpcServerOptions {
   /** `unix:/path`, `HOST:PORT`, `[IPv6]:PORT`. Default unix:/run/xdir/xdir.sock. Port 0 = any free port. */
@@ -112,6 +116,9 @@ function abortSlowStream(call: grpc.ServerWritableStream<unknown, unknown>): voi
   }
 }
 
+/** Largest message serialized through the shared scratch buffer (larger ones get their own). */
+const SCRATCH_LIMIT = 16 << 20;
+
 const EMPTY_TAIL: StatsSnapshotMsg = {
   taken_at_ms: '0', data_path: 'DATA_PATH_UNSPECIFIED', rate_interval_ms: 0, sequence: '0', dropped_snapshots: '0',
   services: [], backends: [], reasons: [], changes_only: false,
@@ -129,6 +136,10 @@ function directorDefinitionWithSharedEncoding(): grpc.ServiceDefinition {
   const watch = def.Watch as grpc.MethodDefinition<WatchRequestMsg, StatsSnapshotMsg>;
   const encode = encodeStatsSnapshot;
   const bodies = new WeakMap<object, Buffer>();
+  // grpc-js copies what a serializer returns into its own frame buffer before sendMessage returns
+  // (server-interceptors serializeMessage), so one scratch buffer can carry body + tail for every
+  // stream in turn, instead of a fresh megabytes-sized Buffer per stream per snapshot.
+  let scratch = Buffer.allocUnsafe(0);
   def.GetSnapshot = { ...def.GetSnapshot!, responseSerialize: encode };
   def.Watch = {
     ...watch,
@@ -140,7 +151,12 @@ function directorDefinitionWithSharedEncoding(): grpc.ServiceDefinition {
       const own = encode({
         ...EMPTY_TAIL, sequence: value.sequence, dropped_snapshots: value.dropped_snapshots,
       });
-      return Buffer.concat([bytes, own]);
+      const n = bytes.length + own.length;
+      if (n > SCRATCH_LIMIT) return Buffer.concat([bytes, own], n);
+      if (scratch.length < n) scratch = Buffer.allocUnsafe(Math.max(n, scratch.length * 2));
+      bytes.copy(scratch, 0);
+      own.copy(scratch, bytes.length);
+      return scratch.subarray(0, n);
     },
   };
   return def;
@@ -164,6 +180,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, opts: GrpcServerOpti
     Watch(call: grpc.ServerWritableStream<WatchRequestMsg, StatsSnapshotMsg>) {
       const sub = hub.subscribe({
         intervalMs: call.request.interval_ms, vips: call.request.vips, changesOnly: call.request.changes_only,
+        compact: call.request.compact,
       });
       // Snapshots handed to grpc-js but not yet written to the connection. grpc-js would buffer up
       // to 16 messages per stream (objectMode highWaterMark), which is 16 x 5 MB at 10,000 VIPs;

@@ -5,7 +5,7 @@
  * and types mirror proto/xdir/v1/director.proto; test/observability/snapshot-codec.test.ts checks
  * the bytes decode, through proto-loader, to the same message.
  */
-import type { CounterMsg, RateMsg, StatsSnapshotMsg } from './proto.js';
+import type { CompactCountersMsg, CounterMsg, RateMsg, StatsSnapshotMsg } from './proto.js';
 
 const DATA_PATH = { DATA_PATH_UNSPECIFIED: 0, DATA_PATH_XDP: 1, DATA_PATH_IPVS: 2 } as const;
 const PROTOCOL = { PROTOCOL_UNSPECIFIED: 0, PROTOCOL_TCP: 1, PROTOCOL_UDP: 2 } as const;
@@ -21,6 +21,9 @@ type U64Value = number | bigint;
 function parseU64(text: string): U64Value {
   return text.length <= 15 ? Number(text) : BigInt(text);
 }
+
+/** A column value as the server builds it (number or bigint) or as proto-loader decodes it (string). */
+const u64Of = (v: string | number | bigint): U64Value => (typeof v === 'string' ? parseU64(v) : v);
 
 function varintSize(v: U64Value): number {
   let n = 1;
@@ -126,7 +129,9 @@ function writeNamed(w: Writer, field: number, name: string, total: CounterMsg, r
 }
 
 export function encodeStatsSnapshot(m: StatsSnapshotMsg): Buffer {
-  const w = new Writer(64 + 80 * (m.services.length + m.backends.length + m.reasons.length));
+  const compactEntries = (m.compact_services?.id_deltas.length ?? 0) + (m.compact_backends?.id_deltas.length ?? 0);
+  const nameCount = (m.service_keys?.length ?? 0) + (m.backend_addresses?.length ?? 0);
+  const w = new Writer(64 + 80 * (m.services.length + m.backends.length + m.reasons.length) + 24 * compactEntries + 40 * nameCount);
   const taken = parseU64(m.taken_at_ms);
   if (taken) { w.small(tag(1, WIRE_VARINT)); w.big(taken); }
   const dp = DATA_PATH[m.data_path] ?? 0;
@@ -156,5 +161,34 @@ export function encodeStatsSnapshot(m: StatsSnapshotMsg): Buffer {
   for (const b of m.backends) writeNamed(w, 7, b.address, b.total, b.rate);
   for (const r of m.reasons) writeNamed(w, 8, r.reason, r.total, r.rate);
   if (m.changes_only) { w.small(tag(9, WIRE_VARINT)); w.small(1); }
+  const names = parseU64(m.names_version ?? '0');
+  if (names) { w.small(tag(10, WIRE_VARINT)); w.big(names); }
+  for (const k of m.service_keys ?? []) w.string(11, k, Buffer.byteLength(k, 'utf8'));
+  for (const a of m.backend_addresses ?? []) w.string(12, a, Buffer.byteLength(a, 'utf8'));
+  if (m.compact_services) writeCompact(w, 13, m.compact_services);
+  if (m.compact_backends) writeCompact(w, 14, m.compact_backends);
   return w.buf.subarray(0, w.pos);
+}
+
+/** A packed repeated varint field (nothing when empty, as proto3 does). */
+function packedSize(values: readonly (string | number | bigint)[]): number {
+  let n = 0;
+  for (const v of values) n += varintSize(u64Of(v));
+  return n;
+}
+
+function writeCompact(w: Writer, field: number, c: CompactCountersMsg): void {
+  const columns = [c.id_deltas, c.packets, c.bytes, c.packets_delta, c.bytes_delta] as const;
+  const sizes = columns.map(packedSize);
+  let size = 0;
+  for (const s of sizes) if (s) size += lenField(s);
+  w.small(tag(field, WIRE_LEN));
+  w.small(size);
+  columns.forEach((col, i) => {
+    if (!sizes[i]) return;
+    w.small(tag(i + 1, WIRE_LEN));
+    w.small(sizes[i]!);
+    w.ensure(sizes[i]!);
+    for (const v of col) w.big(u64Of(v));
+  });
 }
