@@ -60,7 +60,7 @@ static __always_inline bool xdir_flow_expired(const struct flow_state *state, __
  * The clock of the connection table. bpf_ktime_get_coarse_ns() is CLOCK_MONOTONIC as of the
  * last timer tick (at most a jiffy behind) and costs a few ns; bpf_ktime_get_ns() reads the
  * clocksource, ~25 ns under kvm-clock: a third of an established packet's cost. The table's
- * resolution is a second anyway (last_seen_ns lags by up to a second, see XDIR_FLOW_REFRESH_NS), and both clocks
+ * resolution is under a second anyway (last_seen_ns lags by up to 0.75 s, see XDIR_FLOW_REFRESH_NS), and both clocks
  * count from the same epoch, so entries stamped by either compare. Only a timeout under a
  * second, which just the tests set (the control plane sets whole seconds), needs the precise
  * clock. The timeouts are .rodata: the verifier knows them and keeps only one of the calls.

@@ -14,7 +14,7 @@
  *   0.5 s for any CONFIG_HZ >= 100). Then the packet takes the slow path again, which applies the
  *   idle/closing timeouts and refreshes last_seen_ns in `flows`, and refills the entry. So a
  *   cached flow can outlive its `flows` entry (expiry, LRU eviction) by at most that long, and
- *   `flows` sees the flow's packets with at most REFRESH + that long of lag (1 s in all).
+ *   `flows` sees the flow's packets with at most REFRESH + that long of lag (0.75 s in all).
  * - While its VIP lives: the entry holds the VIP's generation (vip_meta.gen), which must equal
  *   vip_gens[vip_id]. The control plane changes vip_gens[vip_id] when it deletes the VIP (after
  *   deleting its `vips` entry) and when it gives the id to another service, so deleting a VIP
@@ -22,13 +22,16 @@
  * - Only for packets that change nothing: a TCP packet with SYN, FIN or RST always takes the slow
  *   path, so the CLOSING mark, the closing timeout and "SYN on a CLOSING flow picks again" are
  *   decided by `flows`, as before.
- * - Only when both timeouts are at least XDIR_FLOW_CACHE_MIN_TIMEOUT_NS (1 s): the control plane
- *   sets whole seconds; the tests' sub-second timeouts and the new-flow bench's timeout 0 see the
- *   slow path on every packet. The timeouts are .rodata, so the verifier removes the disabled path.
+ * - Only when both timeouts are at least XDIR_FLOW_CACHE_MIN_TIMEOUT_NS (2 s), well above that
+ *   0.75 s lag, so an active flow never looks idle to `flows`. A 1 s timeout, the tests'
+ *   sub-second ones and the new-flow bench's timeout 0 see the slow path on every packet. The timeouts are .rodata, so the verifier removes the disabled path.
  *   flow_cache_off (.rodata, default 0) turns the cache off: bench/datapath.ts measures what an
  *   established flow costs without it (what a cache miss costs).
  *
- * Per CPU: no entry is ever written by two CPUs, so no entry is ever seen half-written. A CPU
+ * Per CPU: no entry is ever written by two CPUs. On a kernel where one XDP run can preempt
+ * another on the same CPU (PREEMPT_RT), a fill could be interleaved; the fill therefore writes
+ * the key last, after invalidating it, so a torn entry never matches a flow it was not made for
+ * (the compare covers the whole key, including the family word). A CPU
  * may still hold a flow that another CPU just decided differently (a SYN reusing a closed
  * connection's ports, seen by another CPU, picks a new backend); it follows the old choice until
  * its own entry ages out (<= 0.5 s). RSS sends one 5-tuple to one queue, so in practice one CPU
@@ -54,11 +57,14 @@ extern const volatile __u32 flow_cache_off;
 #define XDIR_FLOW_CACHE_ENTRIES (1U << XDIR_FLOW_CACHE_BITS)
 
 /* How long an entry is trusted after the slow path checked it, in jiffies: 0.5 s at HZ = 100,
- * less at higher HZ (CONFIG_HZ is 100..1000). */
+ * less at higher HZ (CONFIG_HZ is 100..1000). Overridable at build time for tests that emulate
+ * HZ = 100's window on a faster-ticking kernel. */
+#ifndef XDIR_FLOW_CACHE_JIFFIES
 #define XDIR_FLOW_CACHE_JIFFIES 50
+#endif
 
 /* The cache is used only when both timeouts are at least this long (see above). */
-#define XDIR_FLOW_CACHE_MIN_TIMEOUT_NS 1000000000ULL
+#define XDIR_FLOW_CACHE_MIN_TIMEOUT_NS 2000000000ULL
 
 struct xdir_flow_cache_entry {
 	struct flow_key key;
@@ -86,13 +92,18 @@ static __always_inline bool xdir_flow_cache_enabled(void)
 	       flow_closing_timeout_ns >= XDIR_FLOW_CACHE_MIN_TIMEOUT_NS;
 }
 
-/* Fold of the key's words, multiplied (Fibonacci hashing): the top bits pick the slot. */
+/*
+ * The slot: each key word times its own odd constant, summed, and the top bits of the 64-bit
+ * result. A plain XOR of the words would cancel for structured IPv6 addresses (e.g. every
+ * 2001:db8:0:N::N folds to one value), putting all their flows in one slot.
+ */
 static __always_inline __u32 xdir_flow_cache_slot(const __u64 *k)
 {
-	__u64 x = k[0] ^ k[1] ^ k[2] ^ k[3] ^ k[4];
-	__u32 h = (__u32)(x ^ (x >> 32)) * 0x9e3779b1U;
+	__u64 h = k[0] * 0x9e3779b97f4a7c15ULL + k[1] * 0xc2b2ae3d27d4eb4fULL +
+		  k[2] * 0x165667b19e3779f9ULL + k[3] * 0xd6e8feb86659fd93ULL +
+		  k[4] * 0xff51afd7ed558ccdULL;
 
-	return h >> (32 - XDIR_FLOW_CACHE_BITS);
+	return (__u32)(h >> (64 - XDIR_FLOW_CACHE_BITS));
 }
 
 static __always_inline bool xdir_flow_key_equal(const __u64 *a, const __u64 *b)
@@ -130,12 +141,16 @@ static __always_inline void xdir_flow_cache_fill(const struct flow_key *flow, co
 	e = bpf_map_lookup_elem(&flow_cache, &slot);
 	if (!e)
 		return;
-	__builtin_memcpy(&e->key, flow, sizeof(e->key));
+	/* family 0 matches no parsed flow: the entry is void until its key is whole again. */
+	e->key.family = 0;
+	asm volatile("" ::: "memory"); /* keep the invalidation: the key copy below overwrites it */
 	e->checked = bpf_jiffies64();
 	e->vip_id = vip->vip_id;
 	e->vip_gen = vip->gen;
 	e->backend_id = backend_id;
 	__builtin_memcpy(e->backend_mac, mac, ETH_ALEN);
+	asm volatile("" ::: "memory");
+	__builtin_memcpy(&e->key, flow, sizeof(e->key));
 }
 
 #endif /* XDIR_FLOW_CACHE_H */

@@ -67,6 +67,16 @@ static __always_inline void xdir_flow_word(void *at, __u64 word)
 	__builtin_memcpy(at, &word, sizeof(word));
 }
 
+/* An IPv4 address as the first of a key address's words, the other three zero, in one store. */
+static __always_inline void xdir_flow_addr4(void *at, __be32 addr)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	xdir_flow_word(at, (__u64)addr);
+#else
+	xdir_flow_word(at, (__u64)addr << 32);
+#endif
+}
+
 /* The key's last word, {sport, dport, proto, family, pad}, in memory order. */
 static __always_inline void xdir_flow_set_ports(struct xdir_packet *pkt, __be16 sport, __be16 dport)
 {
@@ -146,8 +156,8 @@ static __always_inline int xdir_parse_ipv4(void *l3, void *data_end, struct xdir
 	pkt->flow.family = XDIR_FAMILY_V4;
 	pkt->flow.proto = iph->protocol;
 	/* src[0] and src[1] (zero) in one store, and the same for dst: see xdir_flow_word(). */
-	xdir_flow_word(pkt->flow.src, (__u64)iph->saddr);
-	xdir_flow_word(pkt->flow.dst, (__u64)iph->daddr);
+	xdir_flow_addr4(pkt->flow.src, iph->saddr);
+	xdir_flow_addr4(pkt->flow.dst, iph->daddr);
 
 	frag_off = bpf_ntohs(iph->frag_off);
 	if (frag_off & (XDIR_IP_MF | XDIR_IP_OFFSET)) {

@@ -24,6 +24,8 @@ export interface DirectorOptions {
   flowClosingTimeoutNs?: bigint;
   /** false: load with flow_cache_off, every packet takes the slow path. */
   flowCache?: boolean;
+  /** Another build of the program (default bpf/director.bpf.o). */
+  objectPath?: string;
 }
 
 export class TestDirector {
@@ -38,7 +40,7 @@ export class TestDirector {
     if (o.flowClosingTimeoutNs !== undefined) rodata.flow_closing_timeout_ns = o.flowClosingTimeoutNs;
     if (o.flowCache === false) rodata.flow_cache_off = 1;
     this.obj = BpfObject.open({
-      objectPath: OBJECT_PATH,
+      objectPath: o.objectPath ?? OBJECT_PATH,
       pinRoot,
       maxEntries: { vips: 64, vip_gens: 64, rings: 64, backends: 64, vip_stats: 64, backend_stats: 64, flows: 65536 },
       innerValueSize: { rings: 4 * this.ringSize },
