@@ -14,6 +14,9 @@
  *      flow-hit, no cache  the same with the flow cache turned off (flow_cache_off in .rodata):
  *                the slow path an established flow takes on a cache miss (VIP lookup, connection
  *                table lookup; a real miss also refills the cache, which this does not);
+ *      flow-hit, cache miss  a build whose cache entries are always too old (XDIR_FLOW_CACHE_JIFFIES
+ *                = 0): probe, miss, slow path, refill; what a flow pays when another flow took its
+ *                slot (4,096 slots per CPU) or its packets come further apart than the window;
  *      new-flow  VIP lookup, hash, Maglev ring slot, backend lookup, flow insert. The same frame
  *                repeats, so it would be a hit after the first run; a second load of the program
  *                with flow_idle_timeout_ns = 0 (.rodata) makes every stored flow expired on the
@@ -96,12 +99,12 @@ const ns2 = (x: number): number => Number(x.toFixed(2));
 // 1. ns per packet
 
 /** Compiles a one-file BPF program with the flags of `make bpf`. */
-function compile(source: string, outDir: string): string {
-  const out = join(outDir, source.replace(/^.*\//, '').replace(/\.c$/, '.o'));
+function compile(source: string, outDir: string, defines: string[] = [], name?: string): string {
+  const out = join(outDir, name ?? source.replace(/^.*\//, '').replace(/\.c$/, '.o'));
   try {
     execFileSync(process.env.CLANG ?? 'clang', [
       '-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', '-D__TARGET_ARCH_x86', '-I', join(ROOT, 'bpf'),
-      '-I', '/usr/include/x86_64-linux-gnu', '-c', join(ROOT, source), '-o', out,
+      '-I', '/usr/include/x86_64-linux-gnu', ...defines.map((d) => `-D${d}`), '-c', join(ROOT, source), '-o', out,
     ], { stdio: ['ignore', 'ignore', 'inherit'] });
   } catch (err) {
     throw new Error(`cannot compile ${source} with clang: ${(err as Error).message}; install clang (\`make apt\`) or set CLANG`);
@@ -132,7 +135,7 @@ const FAMILIES = {
 type Family = keyof typeof FAMILIES;
 
 /** Loads a director with one TCP service per family over the 10 backends (one Maglev ring). */
-function director(o: { flowIdleTimeoutNs?: bigint; flowCache?: boolean } = {}): TestDirector {
+function director(o: { flowIdleTimeoutNs?: bigint; flowCache?: boolean; objectPath?: string } = {}): TestDirector {
   const d = TestDirector.open({ ringSize: RING_SIZE, ...o });
   try {
     for (const b of BACKENDS) d.setBackend(b.id, b.address, b.mac);
@@ -201,6 +204,11 @@ function measurePackets() {
     opened.push(newFlow);
     const noCache = director({ flowCache: false });
     opened.push(noCache);
+    // A build whose cache entries are never young enough: every packet probes, misses, takes the
+    // slow path and refills its slot, which is what a flow pays when its slot went to another flow.
+    const missObject = compile('bpf/director.bpf.c', tmp, ['XDIR_FLOW_CACHE_JIFFIES=0'], 'director-cache-miss.bpf.o');
+    const cacheMiss = director({ objectPath: missObject });
+    opened.push(cacheMiss);
     const drop = dropObj.program('xdp_drop');
     const forwarder = forwarderObj.program('xdp_baseline');
     const directorProg = (d: TestDirector) => d.obj.program('xdir_director');
@@ -212,6 +220,7 @@ function measurePackets() {
         { family, name: 'minimal forwarder', program: forwarder, data: toVip, action: XDP.TX },
         { family, name: 'director flow-hit', program: directorProg(established), data: toVip, action: XDP.TX, path: { d: established, reason: 'flow-hit' as const } },
         { family, name: 'director flow-hit, no cache', program: directorProg(noCache), data: toVip, action: XDP.TX, path: { d: noCache, reason: 'flow-hit' as const } },
+        { family, name: 'director flow-hit, cache miss', program: directorProg(cacheMiss), data: toVip, action: XDP.TX, path: { d: cacheMiss, reason: 'flow-hit' as const } },
         { family, name: 'director new-flow', program: directorProg(newFlow), data: toVip, action: XDP.TX, path: { d: newFlow, reason: 'flow-new' as const } },
         { family, name: 'director not-vip pass', program: directorProg(established), data: tcpFrame(family, 'notVip'), action: XDP.PASS, path: { d: established, reason: 'pass-not-vip' as const } },
       ];
