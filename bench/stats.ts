@@ -31,6 +31,13 @@
  * of all streams took) is reported per case. (Earlier runs started 2 s after connecting, so the
  * burst of 100 complete first snapshots spilled into the window.)
  *
+ * RSS per case: rssBeforeMB (before the streams connect), rssJoinedMB and rssJoinPeakMB (once every
+ * stream has its first snapshot: now and the peak since connecting; the peak is VmHWM, reset by
+ * writing 5 to /proc/PID/clear_refs before each case), rssMB (end of the window) and rssPeakMB
+ * (peak over the whole case). The director's RSS carries over from case to case (freed memory is
+ * not always returned), so compare a case with its rssBeforeMB. (Added in the run that made Watch
+ * write one shared body Buffer to every stream; before it only the end-of-window RSS was kept.)
+ *
  * Writes bench/results/stats.json; last line: `100 subscribers / 0 subscribers CPU: R` (target R < 1.5).
  * Usage: node --import tsx bench/stats.ts   (root; `make bpf` first).
  * Env: BENCH_WINDOW_S (seconds per case, default 8), BENCH_BPF_OBJECT (another build of the program),
@@ -39,7 +46,7 @@
  * profile while serving, see the child).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,9 +105,16 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime, stime
 }
 
-function rssMB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+function statusMB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
+}
+const rssMB = (pid: number): number => statusMB(pid, 'VmRSS');
+/** Peak RSS since the last resetPeakRss (VmHWM). */
+const peakRssMB = (pid: number): number => statusMB(pid, 'VmHWM');
+/** Start a new peak: writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0). */
+function resetPeakRss(pid: number): void {
+  try { writeFileSync(`/proc/${pid}/clear_refs`, '5'); } catch { /* then the peak is since start-up */ }
 }
 
 interface Ready {
@@ -232,12 +246,16 @@ async function main(): Promise<void> {
     await sleep(SETTLE_S * 1000);
     const rows: Record<string, number | string>[] = [];
     for (const { n, mode } of CASES) {
+      const rssBefore = rssMB(pid);
+      resetPeakRss(pid);
       const subs = subscribe(`unix:${socket}`, n, mode);
       // Steady state: every stream's first (complete) snapshot is through before the warm-up, so
       // the one-off cost of connecting is not spread over the window; it is reported as startS.
       const s0 = performance.now();
       while (!subs.allStarted() && performance.now() - s0 < START_LIMIT_S * 1000) await sleep(50);
       const startS = (performance.now() - s0) / 1000;
+      const joinPeak = peakRssMB(pid);
+      const joined = rssMB(pid);
       await sleep(WARMUP_S * 1000);
       const m0 = subs.messages();
       const b0 = subs.bytes();
@@ -251,6 +269,10 @@ async function main(): Promise<void> {
         mode,
         cpuPercent: (100 * cpu) / seconds,
         rssMB: rssMB(pid),
+        rssBeforeMB: rssBefore,
+        rssJoinedMB: joined,
+        rssJoinPeakMB: joinPeak,
+        rssPeakMB: peakRssMB(pid),
         snapshotsPerSubscriberPerS: n ? (subs.messages() - m0) / n / seconds : 0,
         MBPerS: (subs.bytes() - b0) / 1e6 / seconds,
         startS: subs.allStarted() ? startS : NaN,
@@ -290,7 +312,7 @@ async function main(): Promise<void> {
       console.log(`  proposed read (bench/lib/per-cpu-sum.ts, same maps, idle counters as above): median ${median(proposalSorted).toFixed(1)} ms` +
         ` (min ${proposalSorted[0]!.toFixed(1)}, max ${proposalSorted.at(-1)!.toFixed(1)}); same counters as readStats: ${ready.proposal!.agrees}`);
     }
-    printTable(rows, { title: `director CPU and RSS, Watch at 1 s over ${VIPS} VIPs (${WINDOW_S} s window each)`, digits: { cpuPercent: 2, rssMB: 0, snapshotsPerSubscriberPerS: 2, MBPerS: 2, startS: 1 } });
+    printTable(rows, { title: `director CPU and RSS, Watch at 1 s over ${VIPS} VIPs (${WINDOW_S} s window each)`, digits: { cpuPercent: 2, rssMB: 0, rssBeforeMB: 0, rssJoinedMB: 0, rssJoinPeakMB: 0, rssPeakMB: 0, snapshotsPerSubscriberPerS: 2, MBPerS: 2, startS: 1 } });
     console.log(`(0 subscribers: ${baselines.map((b) => b.toFixed(2)).join(' and ')}% CPU; the ratios use their mean, ${base.toFixed(2)}%)`);
     console.log(`(full snapshots, plain form: 100 subscribers / 0 subscribers CPU: ${ratioFull.toFixed(2)})`);
     console.log(`(changes-only, plain form: 100 subscribers / 0 subscribers CPU: ${ratioChanges.toFixed(2)})`);

@@ -16,8 +16,9 @@
  * does not keep a stale value; a compact stream whose dropped snapshot carried the name table
  * gets the table again.
  *
- * Cost: one reading per period; one snapshot body per distinct (baseline, filter, form) per
- * reading, shared by every subscriber of that group (the transport encodes each body once).
+ * Cost: one reading per period; one snapshot body per distinct (baseline, filter, form, names
+ * owed) per reading, shared by every subscriber of that group (the transport encodes each body
+ * once and writes the same Buffer to every stream: grpc/watch-writer.ts).
  */
 import type { Dataplane, StatsSample } from '../dataplane/dataplane.js';
 import { logger } from '../log.js';

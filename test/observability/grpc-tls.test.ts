@@ -6,7 +6,7 @@ import { startGrpcServer } from '../../control/observability/grpc/server.js';
 import { unary, type ListServicesResponseMsg } from '../../control/observability/grpc/proto.js';
 import { StatsHub } from '../../control/observability/stats-hub.js';
 import { FakeDataplane } from './fake-dataplane.js';
-import { directorClient, makePki, tempDir, type TestPki } from './grpc-helpers.js';
+import { StreamCollector, directorClient, makePki, tempDir, type TestPki } from './grpc-helpers.js';
 
 const tmp = tempDir('xdir-grpc-tls-');
 const pki: TestPki = makePki(tmp.dir);
@@ -44,6 +44,24 @@ test('TLS: a client that trusts the CA is served; plaintext and untrusting clien
     const wrongCa = await refused(s.target, grpc.credentials.createSsl(read(pki.rogueCa)));
     assert.is(wrongCa.code, grpc.status.UNAVAILABLE);
   } finally {
+    await s.stop();
+  }
+});
+
+test('TLS: Watch streams snapshots (shared bodies written straight to the HTTP/2 stream)', async () => {
+  const s = await startGrpcServer({ hub, dataplane: dp }, {
+    address: '127.0.0.1:0', tlsCert: pki.serverCert, tlsKey: pki.serverKey,
+  });
+  const c = directorClient(s.target.replace('127.0.0.1', 'localhost'), grpc.credentials.createSsl(read(pki.ca)), { 'grpc.use_local_subchannel_pool': 1 });
+  try {
+    await hub.tick();
+    const w = new StreamCollector(c.Watch({ interval_ms: 100, changes_only: true, compact: true }));
+    await w.until(1);
+    assert.equal(w.got[0]!.service_keys, ['tcp/198.18.0.10:80']);
+    assert.is(w.got[0]!.sequence, '1');
+    w.stream.cancel();
+  } finally {
+    c.close();
     await s.stop();
   }
 });

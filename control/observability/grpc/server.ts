@@ -13,7 +13,8 @@ import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-
 import { logger } from '../../log.js';
 import { listServices } from '../snapshot.js';
 import { encodeStatsSnapshot } from './snapshot-codec.js';
-import { SHARED_BODY, type HubDataplane, type StatsHub } from '../stats-hub.js';
+import type { HubDataplane, StatsHub } from '../stats-hub.js';
+import { serializeWatchMessage, watchSender } from './watch-writer.js';
 import {
   DIRECTOR_SERVICE_NAME, LOADER_OPTIONS, directorServiceDefinition, loadDirectorPackage,
   type GetSnapshotRequestMsg, type ListServicesRequestMsg, type ListServicesResponseMsg,
@@ -116,49 +117,16 @@ function abortSlowStream(call: grpc.ServerWritableStream<unknown, unknown>): voi
   }
 }
 
-/** Largest message serialized through the shared scratch buffer (larger ones get their own). */
-const SCRATCH_LIMIT = 16 << 20;
-
-const EMPTY_TAIL: StatsSnapshotMsg = {
-  taken_at_ms: '0', data_path: 'DATA_PATH_UNSPECIFIED', rate_interval_ms: 0, sequence: '0', dropped_snapshots: '0',
-  services: [], backends: [], reasons: [], changes_only: false,
-};
-
 /**
- * The Director service definition with a Watch serializer that encodes a snapshot body shared by
- * many subscribers once, then appends each stream's own fields. Protobuf merges concatenated
- * encodings (a later scalar wins), so the result decodes exactly like the whole message encoded
- * at once. With 100 subscribers of 10,000 VIPs this is the difference between one encode per
- * reading and a hundred.
+ * The Director service definition with our own encoders: GetSnapshot through the hand-written
+ * snapshot codec, Watch through the shared-body serializer (used only when a stream cannot take
+ * direct framed writes; see watch-writer.ts).
  */
 function directorDefinitionWithSharedEncoding(): grpc.ServiceDefinition {
   const def = { ...directorServiceDefinition() };
   const watch = def.Watch as grpc.MethodDefinition<WatchRequestMsg, StatsSnapshotMsg>;
-  const encode = encodeStatsSnapshot;
-  const bodies = new WeakMap<object, Buffer>();
-  // grpc-js copies what a serializer returns into its own frame buffer before sendMessage returns
-  // (server-interceptors serializeMessage), so one scratch buffer can carry body + tail for every
-  // stream in turn, instead of a fresh megabytes-sized Buffer per stream per snapshot.
-  let scratch = Buffer.allocUnsafe(0);
-  def.GetSnapshot = { ...def.GetSnapshot!, responseSerialize: encode };
-  def.Watch = {
-    ...watch,
-    responseSerialize(value: StatsSnapshotMsg): Buffer {
-      const body = (value as unknown as { [SHARED_BODY]?: StatsSnapshotMsg })[SHARED_BODY];
-      if (!body) return encode(value);
-      let bytes = bodies.get(body);
-      if (!bytes) { bytes = encode(body); bodies.set(body, bytes); }
-      const own = encode({
-        ...EMPTY_TAIL, sequence: value.sequence, dropped_snapshots: value.dropped_snapshots,
-      });
-      const n = bytes.length + own.length;
-      if (n > SCRATCH_LIMIT) return Buffer.concat([bytes, own], n);
-      if (scratch.length < n) scratch = Buffer.allocUnsafe(Math.max(n, scratch.length * 2));
-      bytes.copy(scratch, 0);
-      own.copy(scratch, bytes.length);
-      return scratch.subarray(0, n);
-    },
-  };
+  def.GetSnapshot = { ...def.GetSnapshot!, responseSerialize: encodeStatsSnapshot };
+  def.Watch = { ...watch, responseSerialize: serializeWatchMessage };
   return def;
 }
 
@@ -187,13 +155,19 @@ export async function startGrpcServer(deps: GrpcServerDeps, opts: GrpcServerOpti
       // keeping at most MAX_IN_FLIGHT there leaves the rest to the hub's bounded, drop-oldest queue.
       let inFlight = 0;
       let done = false;
-      const written = (): void => { inFlight -= 1; pump(); };
+      // Direct framed writes share one body Buffer among all streams of a reading (watch-writer.ts).
+      const send = watchSender(call);
+      const written = (err?: Error | null): void => {
+        inFlight -= 1;
+        if (err) { finish(); call.end(); return; }
+        pump();
+      };
       const pump = (): void => {
         while (!done && inFlight < MAX_IN_FLIGHT) {
           const snap = sub.take();
           if (!snap) return;
           inFlight += 1;
-          call.write(snap, written);
+          send(snap, written);
         }
       };
       sub.onReady = pump;
