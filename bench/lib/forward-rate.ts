@@ -11,7 +11,7 @@ import type { Topology } from '../../test/lib/topology.js';
 import { nsRun, sleep } from '../../test/lib/netns.js';
 import { DIRECTOR_CPU, SENDER_CPU, threadRuntimeNs, type FloodGenerator } from './forwarding-bed.js';
 import { median } from './results.js';
-import { serverRx, UDP_FLOOD_PORT } from './udp-rate.js';
+import { serverRx, UDP_FLOOD_PORT, type UdpRate } from './udp-rate.js';
 
 /** The count bound next to the time bound. */
 const MAX_PACKETS = 200_000_000;
@@ -23,15 +23,8 @@ export interface ForwardFloodOptions {
   payload: number;
 }
 
-export interface ForwardRate<M extends string = string> {
-  mode: M;
-  sent: number;
-  delivered: number;
-  /** What each real server received (t.servers order): shows the flows spread over all of them. */
-  perServer: number[];
-  seconds: number;
-  pps: number;
-  deliveredShare: number;
+/** A UDP rate (udp-rate.ts) plus where the director's CPU went. */
+export interface ForwardRate<M extends string = string> extends UdpRate<M> {
   /** Share of the run the director's receive thread was on its CPU (1 = the director CPU was the bottleneck). */
   directorCpuShare: number;
   /** Director receive-thread CPU time per delivered packet, ns. */
