@@ -222,6 +222,124 @@ privilegedTest('a write failing half-way leaves the data path as the maps are; t
   }, { onMapWrite: (op) => { ops.push(op); if (failAt >= 0 && --failAt === 0) throw new Error('injected write failure'); } });
 });
 
+/** The maps' content keyed by what it means (service key, backend address), not by ids or inner map ids. */
+function mapsByMeaning(pinRoot: string) {
+  const m = readMaps(pinRoot);
+  const addressOf = (id: number) => m.backends.get(id)?.address ?? `?${id}`;
+  const vips = [...m.vips].map(([key, v]) => {
+    const ring = m.rings.get(v.vipId)?.ring;
+    return [key, v.flags, ring ? [...ring].map(addressOf).join(',') : null] as const;
+  }).sort();
+  const backends = [...m.backends.values()].map((b) => `${b.address} ${b.mac}`).sort();
+  return { vips, backends };
+}
+
+privilegedTest('states with a delta (incremental sources) are applied from the delta alone, to the same maps as a full apply', () => withDataplane(async ({ dp, ops, pinRoot }) => {
+  const key = (s: VirtualService) => serviceKey(s);
+  await dp.apply({ services: [WEB, DNS6, STICKY], revision: 1 });
+  // WEB reweighted, DNS6 removed, a new service added; STICKY not named (unchanged).
+  const web2 = { ...WEB, backends: WEB.backends.map((b) => (b.address === '198.18.2.3' ? { ...b, weight: 2 } : b)) };
+  const extra = svc('198.18.0.12', 80, [{ address: '198.18.2.4', weight: 1, mac: '02:be:00:00:00:04' }]);
+  const services2 = [web2, STICKY, extra];
+  ops.length = 0;
+  const r = await dp.apply({
+    services: services2, revision: 2,
+    delta: { since: 1, changes: new Map<string, VirtualService | null>([[key(web2), web2], [key(DNS6), null], [key(extra), extra]]) },
+  });
+  assert.equal(r, { servicesAdded: 1, servicesUpdated: 1, servicesRemoved: 1, servicesUnchanged: 1 });
+  assert.not.ok(ops.some((o) => 'service' in o && o.service === key(STICKY)), 'nothing is written for a service the delta does not name');
+
+  // The same state applied whole by a fresh director gives the same maps.
+  const otherRoot = newPinRoot();
+  const other = await started(otherRoot);
+  try {
+    await other.dp.apply({ services: services2 });
+    assert.equal(mapsByMeaning(pinRoot), mapsByMeaning(otherRoot));
+  } finally {
+    await other.dp.stop();
+    rmSync(otherRoot, { recursive: true, force: true });
+  }
+
+  // A delta from a state this data path never applied (revision 3 skipped) is not trusted: the
+  // whole state is planned, and what revision 3 removed goes.
+  await dp.apply({ services: [web2, extra], revision: 4, delta: { since: 3, changes: new Map() } });
+  assert.equal(mapsByMeaning(pinRoot).vips.map(([k]) => k), [key(web2), key(extra)].sort());
+}));
+
+privilegedTest('a service skipped for want of VIP ids is programmed once an id is free, also when the freeing state has a delta', () => withDataplane(async ({ dp, pinRoot }) => {
+  await dp.apply({ services: [WEB, DNS6, STICKY], revision: 1 });
+  assert.equal(mapsByMeaning(pinRoot).vips.map(([k]) => k), [serviceKey(WEB), serviceKey(DNS6)].sort(), 'STICKY is skipped: 2 VIP ids');
+  // DNS6 goes (its id is free from the next apply on: ids never change meaning within one), then
+  // a state whose delta names nothing: STICKY, skipped before and named by neither, is programmed.
+  await dp.apply({ services: [WEB, STICKY], revision: 2, delta: { since: 1, changes: new Map([[serviceKey(DNS6), null]]) } });
+  await dp.apply({ services: [WEB, STICKY], revision: 3, delta: { since: 2, changes: new Map() } });
+  assert.equal(mapsByMeaning(pinRoot).vips.map(([k]) => k), [serviceKey(WEB), serviceKey(STICKY)].sort());
+}, { maxVips: 2 }));
+
+privilegedTest('after repair() found drift, the next apply looks at every service even when its state has a delta', () => withDataplane(async ({ dp, pinRoot }) => {
+  await dp.apply({ services: [WEB, DNS6, STICKY], revision: 1 });
+  const before = mapsByMeaning(pinRoot);
+  const backendsMap = BpfMap.fromPin(`${pinRoot}/backends`);
+  try {
+    const id = readMaps(pinRoot).idOf('198.18.2.1')!;
+    backendsMap.update(encodeU32(id), encodeBackend({ address: '198.18.2.1', mac: '02:ee:ee:ee:ee:ee' }));
+  } finally {
+    backendsMap.close();
+  }
+  await dp.repair();
+  // The delta names only DNS6; WEB's backend entry drifted and is restored all the same.
+  const dns2 = { ...DNS6, persistence: 30 };
+  await dp.apply({ services: [WEB, dns2, STICKY], revision: 2, delta: { since: 1, changes: new Map([[serviceKey(dns2), dns2]]) } });
+  const after = mapsByMeaning(pinRoot);
+  assert.equal(after.backends, before.backends, 'the overwritten backend entry is restored');
+}));
+
+privilegedTest('a large apply (writes in batches) gives the maps one-service-at-a-time applies give; repair then finds no drift', async () => {
+  const pool = Array.from({ length: 40 }, (_, i) => `198.18.3.${i + 1}`);
+  const services = Array.from({ length: 48 }, (_, v) => svc(`198.18.4.${v + 1}`, 80,
+    [0, 1, 2].map((j) => ({ address: pool[(v * 7 + j * 3) % pool.length]!, weight: 1 + j, mac: `02:be:00:00:01:${(10 + ((v + j) % 80)).toString(16).padStart(2, '0')}` })),
+    { persistence: v % 5 === 0 ? 60 : 0 }));
+  const rootA = newPinRoot(), rootB = newPinRoot(), rootC = newPinRoot();
+  const hs: Harness[] = [];
+  try {
+    const a = await started(rootA, { maxVips: 64 }); hs.push(a);
+    const b = await started(rootB, { maxVips: 64 }); hs.push(b);
+    await a.dp.apply({ services });
+    for (let k = 1; k <= services.length; k++) await b.dp.apply({ services: services.slice(0, k) });
+    assert.is(readMaps(rootA).vips.size, services.length);
+    assert.equal(mapsByMeaning(rootA), mapsByMeaning(rootB));
+    assert.equal(vipGenerations(rootA), vipGenerations(rootB), 'the same ids and generations');
+    for (const [key, g] of vipGenerations(rootA)) assert.is(g.gen, g.current, `${key}: a live VIP's generation`);
+    assert.is(a.dp.writes, a.ops.length, 'every batched write is reported');
+
+    a.ops.length = 0;
+    await a.dp.repair();
+    await a.dp.apply({ services });
+    assert.equal(a.ops, [], 'the ring map ids recorded from the batch are the ones in the maps');
+
+    // Most services reweighted at once: their rings are replaced in batches, the others kept.
+    const ringIdsBefore = readMaps(rootA).rings;
+    const changed = services.map((s, v) => (v % 8 === 0 ? s : { ...s, backends: s.backends.map((x) => ({ ...x, weight: 4 - x.weight })) }));
+    await a.dp.apply({ services: changed });
+    const after = readMaps(rootA);
+    for (const [v, s] of services.entries()) {
+      const id = after.vips.get(serviceKey(s))!.vipId;
+      if (v % 8 === 0) assert.is(after.rings.get(id)!.mapId, ringIdsBefore.get(id)!.mapId, `${serviceKey(s)} keeps its ring`);
+      else assert.is.not(after.rings.get(id)!.mapId, ringIdsBefore.get(id)!.mapId, `${serviceKey(s)} has a new ring`);
+    }
+    const c = await started(rootC, { maxVips: 64 }); hs.push(c);
+    await c.dp.apply({ services: changed });
+    assert.equal(mapsByMeaning(rootA), mapsByMeaning(rootC));
+    a.ops.length = 0;
+    await a.dp.repair();
+    await a.dp.apply({ services: changed });
+    assert.equal(a.ops, []);
+  } finally {
+    for (const h of hs) await h.dp.stop();
+    for (const r of [rootA, rootB, rootC]) rmSync(r, { recursive: true, force: true });
+  }
+});
+
 privilegedTest('repair() finds entries changed by hand; the next apply restores them and only them', () => withDataplane(async ({ dp, ops, pinRoot }) => {
   await dp.apply(STATE);
   const before = readMaps(pinRoot);
@@ -344,6 +462,24 @@ function vipGenerations(pinRoot: string): Map<string, { vipId: number; gen: numb
     vips.close(); gens.close();
   }
 }
+
+privilegedTest('repair() gives a VIP whose generation was edited by hand a fresh one (its flows use the flow cache again)', () => withDataplane(async ({ dp, pinRoot }) => {
+  await dp.apply(STATE);
+  const web = vipGenerations(pinRoot).get(serviceKey(WEB))!;
+  const gens = BpfMap.fromPin(`${pinRoot}/vip_gens`);
+  try {
+    gens.update(encodeU32(web.vipId), encodeU32(web.gen + 7)); // vip_gens moved on by hand; vips still says web.gen
+  } finally {
+    gens.close();
+  }
+  await dp.repair();
+  const after = vipGenerations(pinRoot);
+  const fixed = after.get(serviceKey(WEB))!;
+  assert.is(fixed.gen, fixed.current, 'the entry and vip_gens agree again');
+  assert.is.not(fixed.gen, web.gen, 'with a generation the stale cached flows do not carry');
+  assert.is.not(fixed.gen, web.gen + 7, 'and not the hand-written one either');
+  for (const [key, g] of after) assert.is(g.gen, g.current, `${key}: a live VIP's generation`);
+}));
 
 privilegedTest('removing a service stops its established flows at once, also those the program\'s flow cache holds, across a restart', async () => {
   const pinRoot = newPinRoot();

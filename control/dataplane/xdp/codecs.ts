@@ -324,14 +324,20 @@ export function reasonCountersById(raw: ReadonlyMap<number, Counter>): Map<numbe
 
 // ---- rings ----
 /** The value of a ring's inner map (key 0): ring_size host-order u32 backend ids. */
+/**
+ * A ring's value bytes. On a little-endian host (the kernel's byte order is the host's) this is a
+ * view of the ring's own memory, not a copy: a 65,537-slot ring is 256 KiB, and writing 1,000 of
+ * them copied 256 MB for nothing. Rings are never modified once built, so the view stays valid.
+ */
 export function encodeRing(backendIds: Uint32Array): Buffer {
+  if (LE) return Buffer.from(backendIds.buffer, backendIds.byteOffset, backendIds.byteLength);
   const buf = Buffer.alloc(backendIds.length * 4);
-  if (LE) buf.set(new Uint8Array(backendIds.buffer, backendIds.byteOffset, backendIds.byteLength));
-  else backendIds.forEach((id, i) => buf.writeUInt32BE(id, i * 4));
+  backendIds.forEach((id, i) => buf.writeUInt32BE(id, i * 4));
   return buf;
 }
 export function decodeRing(buf: Buffer): Uint32Array {
   const out = new Uint32Array(buf.length >> 2);
-  for (let i = 0; i < out.length; i++) out[i] = readU32(buf, i * 4);
+  if (LE) new Uint8Array(out.buffer).set(buf.subarray(0, out.length * 4)); // a copy: `buf` may be reused
+  else for (let i = 0; i < out.length; i++) out[i] = readU32(buf, i * 4);
   return out;
 }

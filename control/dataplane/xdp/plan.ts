@@ -13,7 +13,9 @@
  * that is the very object last programmed for its key is skipped on sight (sources keep unchanged
  * services identical); ids are taken in drafts (ids.ts) rather than copies of the allocators; the
  * next state shares every unchanged entry with the current one (so neither may be modified); VIPs
- * with the same backends share one ring build (ring-cache.ts).
+ * with the same backends share one ring build (ring-cache.ts). Given the delta from the state last
+ * planned (PlanOptions.changes) and the learned MACs that moved since (macChanges), even the pass
+ * over every service and every backend is skipped: O(changes) alone.
  */
 import { buildMaglevRing } from '../../model/maglev.js';
 import { serviceKey, type DesiredState, type VirtualService } from '../../model/types.js';
@@ -108,6 +110,19 @@ export interface PlanOptions {
   retain?: ReadonlySet<string>;
   /** Rings built by earlier applies (default: a cache for this apply only). */
   ringCache?: RingCache;
+  /**
+   * What differs between `desired` and the state `current` was planned from (DesiredState.delta
+   * after validation: service key -> its new definition, or null when gone or rejected). Given,
+   * only these services are looked at: O(changes) instead of a pass over every service. Only
+   * valid when `current` is exactly what planning that earlier state gave (no drift, no re-read).
+   */
+  changes?: ReadonlyMap<string, VirtualService | null>;
+  /**
+   * The backend addresses whose learned MAC may differ from the last plan, when `current` is
+   * exactly what that plan gave: the other backends' entries are then looked at only when a
+   * service change touches them (instead of a pass over every backend). Absent: all are checked.
+   */
+  macChanges?: ReadonlySet<string>;
 }
 
 /** The inputs that fully determine a ring: backends (address, weight, id) in canonical order, and the ring size. */
@@ -143,9 +158,10 @@ export function buildRing(service: VirtualService, ids: ReadonlyMap<string, numb
   const ring = buildMaglevRing(service.backends, ringSize);
   if (!ring) return null;
   const idOfIndex = Uint32Array.from(ring.backends, (b) => ids.get(b.address)!);
-  const out = new Uint32Array(ring.slots.length);
-  for (let i = 0; i < out.length; i++) out[i] = idOfIndex[ring.slots[i]!]!;
-  return out;
+  // The slots are this build's own array: mapped to ids in place rather than into a second ring.
+  const slots = ring.slots;
+  for (let i = 0; i < slots.length; i++) slots[i] = idOfIndex[slots[i]!]!;
+  return slots;
 }
 
 /** serviceKey() per service object (services are immutable): unchanged services cost no string building. */
@@ -232,8 +248,10 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
   const changeUse = (v: ProgrammedVip, delta: 1 | -1) => addUse(nextUses, v, delta, touched);
   /** Desired services whose key is programmed. */
   let matched = 0;
+  const delta = opts.changes;
+  const toPlan: Iterable<VirtualService> = delta ? definedIn(delta) : desired.services;
 
-  for (const service of desired.services) {
+  for (const service of toPlan) {
     const key = keyOf(service);
     const cur = current.vips.get(key);
     if (cur) {
@@ -302,23 +320,29 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
     changeUse(next, 1);
   }
 
-  // Every programmed key is desired unless fewer matched than there are: only then look for removals.
-  if (matched < current.vips.size) {
+  const remove = (key: string, cur: ProgrammedVip) => {
+    if (opts.retain?.has(key)) {
+      result.servicesUnchanged++;
+      return;
+    }
+    removeOps.push({ kind: 'vip-delete', key: cur.vipKey, service: key });
+    if (cur.ring) removeOps.push({ kind: 'ring-delete', vipId: cur.id, service: key });
+    vipIds.release(key);
+    nextVips.delete(key);
+    changeUse(cur, -1);
+    result.servicesRemoved++;
+  };
+  if (delta) {
+    // The delta names every removal (null); a key it does not name is as it was.
+    for (const [key, service] of delta) {
+      const cur = current.vips.get(key);
+      if (service === null && cur) remove(key, cur);
+    }
+  } else if (matched < current.vips.size) {
+    // Every programmed key is desired unless fewer matched than there are: only then look for removals.
     const wanted = new Set<string>();
     for (const service of desired.services) wanted.add(keyOf(service));
-    for (const [key, cur] of current.vips) {
-      if (wanted.has(key)) continue;
-      if (opts.retain?.has(key)) {
-        result.servicesUnchanged++;
-        continue;
-      }
-      removeOps.push({ kind: 'vip-delete', key: cur.vipKey, service: key });
-      if (cur.ring) removeOps.push({ kind: 'ring-delete', vipId: cur.id, service: key });
-      vipIds.release(key);
-      nextVips.delete(key);
-      changeUse(cur, -1);
-      result.servicesRemoved++;
-    }
+    for (const [key, cur] of current.vips) if (!wanted.has(key)) remove(key, cur);
   }
 
   // Backends: every entry's MAC is checked (learned MACs change without any service changing);
@@ -328,7 +352,13 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
   const frees: { address: string; id: number; programmed: boolean }[] = [];
   const macOf = (address: string, mac: string | null) =>
     staticMacFor(finalUses.get(address), mac) ?? opts.learnedMacs?.get(address) ?? null;
-  for (const [address, cur] of current.backends) {
+  // Knowing which learned MACs moved, only those backends and the ones a service change touched
+  // can differ: uses change only through changeUse (which notes the address in `touched`), an
+  // entry's MAC only through its uses or learning.
+  const backendsToCheck: Iterable<[string, ProgrammedBackend]> = opts.macChanges
+    ? programmedAmong(current.backends, touched, opts.macChanges)
+    : current.backends;
+  for (const [address, cur] of backendsToCheck) {
     if (!finalUses.has(address)) { frees.push({ address, id: cur.id, programmed: true }); continue; }
     const mac = macOf(address, cur.mac);
     if (mac === cur.mac) continue;
@@ -356,10 +386,13 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
     nextBackends.delete(f.address);
   }
 
+  const vipsNext = nextVips.result();
+  // Unchanged services were not visited: they are every programmed one not added or updated.
+  if (delta) result.servicesUnchanged = vipsNext.size - result.servicesAdded - result.servicesUpdated;
   return {
     ops: [...backendOps, ...ringOps, ...vipOps, ...removeOps, ...freeOps],
     next: {
-      vips: nextVips.result(),
+      vips: vipsNext,
       backends: nextBackends.result(),
       vipIds: vipIds.changed ? vipIds : current.vipIds,
       backendIds: backendIds.changed ? backendIds : current.backendIds,
@@ -368,6 +401,28 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
     result,
     skipped,
   };
+}
+
+/** The new definitions a delta gives (its removals are handled apart). */
+function* definedIn(changes: ReadonlyMap<string, VirtualService | null>): Iterable<VirtualService> {
+  for (const s of changes.values()) if (s !== null) yield s;
+}
+
+/** The programmed backends among `a` and `b` (each once). */
+function* programmedAmong(
+  backends: ReadonlyMap<string, ProgrammedBackend>, a: ReadonlySet<string>, b: ReadonlySet<string> | undefined,
+): Iterable<[string, ProgrammedBackend]> {
+  for (const address of a) {
+    const cur = backends.get(address);
+    if (cur) yield [address, cur];
+  }
+  if (b) {
+    for (const address of b) {
+      if (a.has(address)) continue;
+      const cur = backends.get(address);
+      if (cur) yield [address, cur];
+    }
+  }
 }
 
 /**

@@ -3,6 +3,11 @@
  * attaches it, and keeps its maps equal to the desired state with as few writes as possible.
  * What to write is decided by plan.ts (pure); this file only reads and writes maps.
  *
+ * A state with a delta (DesiredState.delta, from incremental sources) whose base is the state
+ * last planned is planned from its changes alone, and the backend entries from the learned MACs
+ * that moved: one EndpointSlice change among 10,000 Services costs O(that change), not a pass
+ * over every service and backend. Long runs of writes to one map go in batches (executeAll).
+ *
  * apply() plans against what this process wrote, not against the maps (reading every ring each
  * apply would cost O(VIPs x ring size)). repair() closes the gap: it compares the maps with that
  * record cheaply (vips, backends, and each ring's inner map id) and, only when something drifted,
@@ -12,12 +17,13 @@ import { constants } from 'node:os';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { defaultPinRoot } from './pin-root.js';
 import {
   BpfError, BpfMap, BpfObject, attachXdp, detachXdp, possibleCpus, type BpfProgram,
 } from '../../bpf/index.js';
 import { logger } from '../../log.js';
 import { checkRingSize, DEFAULT_RING_SIZE } from '../../model/maglev.js';
-import { serviceKey, type DesiredState } from '../../model/types.js';
+import { serviceKey, type DesiredState, type VirtualService } from '../../model/types.js';
 import { formatValidationError, validateDesiredState, ValidationMemo } from '../../model/validate.js';
 import type {
   ApplyResult, BackendStatus, Counter, Dataplane, ServiceStatus, StatsSample, StopOptions,
@@ -85,11 +91,37 @@ function packageRoot(): string {
   }
 }
 
-export function defaultPinRoot(ifname: string): string {
-  return `/sys/fs/bpf/xdir/${ifname}`;
-}
+export { defaultPinRoot };
 
 const NS_PER_S = 1_000_000_000n;
+
+/**
+ * The generation that retires a VIP id's cached flows: after the live vip_gens value, and never the
+ * generation the deleted entry carried (the two differ only after a hand edit or a crash between
+ * writes; moving on from the live value keeps the counter from stepping back onto an old one).
+ */
+function genAfter(live: number, stale: number): number {
+  const g = nextVipGen(live);
+  return g === stale ? nextVipGen(g) : g;
+}
+const NO_CHANGES: ReadonlyMap<string, VirtualService | null> = new Map();
+/**
+ * Runs of at least this many writes to one map go in batches. Below it, one write per entry:
+ * a batch of vips entries reads the whole vips map first, which a handful of writes do not repay.
+ */
+const BATCH_MIN = 32;
+/** Inner ring maps published per batch (each is an open fd until then). */
+const RING_BATCH = 256;
+
+/** Which batch a write can join: runs of one family are consecutive in a plan (plan.ts's order). */
+function batchFamily(op: MapOp): 'backends' | 'rings' | 'vips' | null {
+  switch (op.kind) {
+    case 'backend-stats-reset': case 'backend-set': return 'backends';
+    case 'vip-stats-reset': case 'ring-set': return 'rings';
+    case 'vip-set': return 'vips';
+    default: return null;
+  }
+}
 
 export class XdpDataplane implements Dataplane {
   readonly kind = 'xdp' as const;
@@ -102,6 +134,13 @@ export class XdpDataplane implements Dataplane {
   private state: ProgrammedState;
   private lastDesired: DesiredState | null = null;
   private lastRetain: ReadonlySet<string> = new Set();
+  /**
+   * The revision of lastDesired while `state` is exactly what planning it gave (no failed write,
+   * no re-read since): only then may the next apply plan from its delta alone. Undefined otherwise.
+   */
+  private plannedRevision: number | undefined;
+  /** True while `state` is exactly the plan of lastDesired (see plannedRevision), with or without a revision. */
+  private planned = false;
   /**
    * The kernel id of the inner map in rings[vipId], by VIP id, as last written or adopted. Ids are
    * not reused, so a different id (or none) means the ring was replaced or removed by someone else.
@@ -217,10 +256,15 @@ export class XdpDataplane implements Dataplane {
         const kept = e.key !== undefined && this.state.vips.has(e.key) ? ' (its last good version stays programmed)' : '';
         log.error({ service: e.service, origin: e.origin }, formatValidationError(e) + kept);
       }
-      await this.resolveMacs(valid, false, retain);
-      const result = this.reconcile(valid, retain);
+      // From the state last planned, the validated delta names every service that differs: plan
+      // those alone (O(changes), not a pass over 10,000 services). Anything else plans everything.
+      const delta = this.planned && valid.delta && this.plannedRevision !== undefined && valid.delta.since === this.plannedRevision
+        ? valid.delta.changes : undefined;
+      const macChanges = await this.resolveMacs(valid, false, retain, delta);
+      const result = this.reconcile(valid, retain, delta, this.planned ? macChanges : undefined);
       this.lastDesired = valid;
       this.lastRetain = retain;
+      this.plannedRevision = valid.revision;
       return result;
     });
   }
@@ -228,8 +272,10 @@ export class XdpDataplane implements Dataplane {
   repair(): Promise<void> {
     return this.serialised(async () => {
       if (!this.obj) throw new Error('the XDP data path is not started; call start() before repair()');
+      this.repairGenerations();
       const drift = this.findDrift();
       if (drift.length === 0) return;
+      this.planned = false; // the next apply looks at every service, so it rewrites what drifted
       log.warn({ drift: drift.slice(0, 20), drifted: drift.length },
         'the XDP maps differ from what the director wrote (changed by hand?); re-read them, the next apply repairs them');
       // Rings whose inner map is still the one written are known without opening them (which
@@ -241,6 +287,37 @@ export class XdpDataplane implements Dataplane {
       }
       this.state = this.readProgrammedState(known);
     });
+  }
+
+  /**
+   * A vips entry whose generation is not its id's vip_gens value still forwards, but none of its
+   * flows can use the flow cache (docs/decisions/0005), and no plan rewrites it (its id and flags are
+   * right). Only a hand edit or a crash between the two writes leaves one; give the id a fresh
+   * generation and the entry that generation, in that order.
+   */
+  private repairGenerations(): void {
+    const o = this.object;
+    const vips = o.map('vips');
+    const entries = vips.lookupAll();
+    const gens = o.map('vip_gens').lookupAll();
+    const genOf = new Map<number, number>();
+    for (let i = 0; i < gens.count; i++) genOf.set(decodeU32(gens.keys, i * 4), decodeU32(gens.values, i * 4));
+    const fixed: string[] = [];
+    for (let i = 0; i < entries.count; i++) {
+      const key = entries.keys.subarray(i * vips.keySize, (i + 1) * vips.keySize);
+      const meta = decodeVipMeta(entries.values.subarray(i * vips.valueSize, (i + 1) * vips.valueSize));
+      const live = genOf.get(meta.vipId);
+      if (live === undefined || live === meta.gen) continue;
+      const gen = genAfter(live, meta.gen);
+      o.map('vip_gens').update(encodeU32(meta.vipId), encodeU32(gen));
+      vips.update(Buffer.from(key), encodeVipMeta({ ...meta, gen }));
+      genOf.set(meta.vipId, gen);
+      fixed.push(`${serviceKey(decodeVipKey(key))}: generation ${meta.gen}, vip_gens[${meta.vipId}] ${live} -> ${gen}`);
+    }
+    if (fixed.length > 0) {
+      log.warn({ fixed: fixed.slice(0, 20), count: fixed.length },
+        'VIP generations differed from vip_gens (changed by hand?); gave those VIPs fresh ones so their flows use the flow cache again');
+    }
   }
 
   /** How the maps differ from what this process wrote or adopted (empty when they do not): entry reads, no ring reads. */
@@ -301,14 +378,24 @@ export class XdpDataplane implements Dataplane {
     return out;
   }
 
-  private reconcile(desired: DesiredState, retain: ReadonlySet<string>): ApplyResult {
-    const plan = planApply(this.state, desired, { ringSize: this.ringSize, learnedMacs: this.learnedMacs, retain, ringCache: this.rings });
+  /**
+   * Only while `planned` (state is what planning lastDesired gave): `changes`, what differs from
+   * lastDesired (absent: plan every service); `macChanges`, the learned MACs that moved since
+   * (absent: check every backend entry).
+   */
+  private reconcile(desired: DesiredState, retain: ReadonlySet<string>,
+    changes?: ReadonlyMap<string, VirtualService | null>, macChanges?: ReadonlySet<string>): ApplyResult {
+    const plan = planApply(this.state, desired, {
+      ringSize: this.ringSize, learnedMacs: this.learnedMacs, retain, ringCache: this.rings,
+      ...(changes ? { changes } : {}), ...(macChanges ? { macChanges } : {}),
+    });
     for (const s of plan.skipped) log.error({ service: s.service }, `${s.service} is not programmed: ${s.reason}`);
     try {
-      for (const op of plan.ops) this.execute(op);
+      this.executeAll(plan.ops);
     } catch (err) {
       // Some writes happened, some did not: what the maps hold now is the only truth. (The plan's
       // id drafts are dropped unapplied; the allocators are rebuilt from the maps.)
+      this.planned = false;
       try {
         this.state = this.readProgrammedState();
       } catch (readErr) {
@@ -318,25 +405,36 @@ export class XdpDataplane implements Dataplane {
         'the maps were re-read and the next apply retries what is missing', { cause: err });
     }
     this.state = commitPlan(plan.next);
+    // A skipped service (no free id) is not in the state: only a plan of every service retries it
+    // (a delta would not name it again), so the next apply plans everything.
+    this.planned = plan.skipped.length === 0;
     if (plan.ops.length) log.info({ ...plan.result, writes: plan.ops.length }, 'XDP maps updated');
     return plan.result;
   }
 
   /**
    * Asks the resolver for the MACs of backends without a static one (all of them, or only the
-   * unresolved ones). A failing lookup counts as unresolved.
+   * unresolved ones; with `changes`, only those of the changed services). A failing lookup counts
+   * as unresolved. Returns the addresses whose learned MAC changed.
    */
-  private async resolveMacs(desired: DesiredState, onlyUnresolved: boolean, retain: ReadonlySet<string>): Promise<boolean> {
+  private async resolveMacs(desired: DesiredState, onlyUnresolved: boolean, retain: ReadonlySet<string>,
+    changes?: ReadonlyMap<string, VirtualService | null>): Promise<Set<string>> {
+    const changed = new Set<string>();
     const resolver = this.opts.neighbours;
-    if (!resolver) return false;
+    if (!resolver) return changed;
     const wanted = new Set<string>();
-    for (const s of desired.services) for (const b of s.backends) if (b.mac === undefined) wanted.add(b.address);
-    // A retained service (its new definition was rejected) keeps its backends' learned MACs too:
-    // forgetting them would rewrite those backends without a MAC and drop their new flows.
-    for (const key of retain) for (const a of this.state.vips.get(key)?.backendAddresses ?? []) wanted.add(a);
-    for (const a of [...this.learnedMacs.keys()]) if (!wanted.has(a)) this.learnedMacs.delete(a);
+    if (changes) {
+      // Backends of unchanged services keep what was learned (the periodic refresh and the next
+      // full apply ask again); entries of backends no longer used are dropped at a full apply.
+      for (const s of changes.values()) if (s) for (const b of s.backends) if (b.mac === undefined) wanted.add(b.address);
+    } else {
+      for (const s of desired.services) for (const b of s.backends) if (b.mac === undefined) wanted.add(b.address);
+      // A retained service (its new definition was rejected) keeps its backends' learned MACs too:
+      // forgetting them would rewrite those backends without a MAC and drop their new flows.
+      for (const key of retain) for (const a of this.state.vips.get(key)?.backendAddresses ?? []) wanted.add(a);
+      for (const a of [...this.learnedMacs.keys()]) if (!wanted.has(a)) { this.learnedMacs.delete(a); changed.add(a); }
+    }
     const ask = [...wanted].filter((a) => !onlyUnresolved || !this.learnedMacs.get(a));
-    let changed = false;
     await Promise.all(ask.map(async (address) => {
       let mac: string | null = null;
       try {
@@ -344,7 +442,7 @@ export class XdpDataplane implements Dataplane {
       } catch (err) {
         log.warn({ backend: address, err: (err as Error).message }, 'neighbour lookup failed');
       }
-      if ((this.learnedMacs.get(address) ?? null) !== mac) changed = true;
+      if ((this.learnedMacs.get(address) ?? null) !== mac) changed.add(address);
       this.learnedMacs.set(address, mac);
     }));
     return changed;
@@ -352,7 +450,125 @@ export class XdpDataplane implements Dataplane {
 
   private async refreshMacs(): Promise<void> {
     if (!this.obj || !this.lastDesired) return;
-    if (await this.resolveMacs(this.lastDesired, true, this.lastRetain)) this.reconcile(this.lastDesired, this.lastRetain);
+    const changed = await this.resolveMacs(this.lastDesired, true, this.lastRetain);
+    if (changed.size === 0) return;
+    // No service changed: from the last plan, only the entries of these backends can differ.
+    if (this.planned) this.reconcile(this.lastDesired, this.lastRetain, NO_CHANGES, changed);
+    else this.reconcile(this.lastDesired, this.lastRetain);
+  }
+
+  /**
+   * Executes a plan's writes in order. A long run of writes to one map goes in batches (one
+   * syscall per map rather than per entry: 10,000 VIPs from empty were ~100,000 syscalls); the
+   * order between maps, which is what keeps packets safe, is the plan's.
+   */
+  private executeAll(ops: readonly MapOp[]): void {
+    let i = 0;
+    while (i < ops.length) {
+      const family = batchFamily(ops[i]!);
+      let j = i + 1;
+      if (family) while (j < ops.length && batchFamily(ops[j]!) === family) j++;
+      if (!family || j - i < BATCH_MIN) {
+        for (; i < j; i++) this.execute(ops[i]!);
+        continue;
+      }
+      const run = ops.slice(i, j);
+      if (family === 'backends') this.writeBackends(run);
+      else if (family === 'rings') this.writeRings(run);
+      else this.writeVips(run as Extract<MapOp, { kind: 'vip-set' }>[]);
+      for (const op of run) { this.writes++; this.opts.onMapWrite?.(op); }
+      i = j;
+    }
+  }
+
+  /** Stats resets, then entries: each id's reset still lands before its entry names it. */
+  private writeBackends(run: readonly MapOp[]): void {
+    const resets = run.filter((op) => op.kind === 'backend-stats-reset').map((op) => op.id);
+    const sets = run.flatMap((op) => (op.kind === 'backend-set' ? [op] : []));
+    this.resetStats('backend_stats', resets);
+    const m = this.object.map('backends');
+    m.updateBatch(Buffer.concat(sets.map((op) => encodeU32(op.id))), Buffer.concat(sets.map((op) => encodeBackend(op.entry))), sets.length);
+  }
+
+  private resetStats(mapName: string, ids: readonly number[]): void {
+    if (ids.length === 0) return;
+    const m = this.object.map(mapName);
+    const zero = zeroPerCpuCounter(possibleCpus());
+    m.updateBatch(Buffer.concat(ids.map((id) => encodeU32(id))), Buffer.alloc(zero.length * ids.length), ids.length);
+  }
+
+  /**
+   * VIP stats resets, then new rings: each built whole in its own fresh inner map, then published
+   * in batches of RING_BATCH (one update of `rings` each; a VIP sees its old ring or its new one).
+   */
+  private writeRings(run: readonly MapOp[]): void {
+    this.resetStats('vip_stats', run.flatMap((op) => (op.kind === 'vip-stats-reset' ? [op.id] : [])));
+    const sets = run.flatMap((op) => (op.kind === 'ring-set' ? [op] : []));
+    const rings = this.object.map('rings');
+    for (let at = 0; at < sets.length; at += RING_BATCH) {
+      const chunk = sets.slice(at, at + RING_BATCH);
+      const inners: BpfMap[] = [];
+      try {
+        for (const op of chunk) {
+          const inner = BpfMap.create({ type: 'array', name: 'xdir_ring', keySize: 4, valueSize: 4 * this.ringSize, maxEntries: 1 });
+          inners.push(inner);
+          inner.update(encodeU32(0), encodeRing(op.ring));
+        }
+        rings.updateBatch(Buffer.concat(chunk.map((op) => encodeU32(op.vipId))), Buffer.concat(inners.map((m) => encodeU32(m.fd))), chunk.length);
+      } finally {
+        for (const m of inners) m.close(); // `rings` holds its own references
+      }
+    }
+    // The inner maps' kernel ids (for drift checks), read back in one pass.
+    const innerIds = this.ringInnerIds();
+    for (const op of sets) {
+      const id = innerIds.get(op.vipId);
+      if (id === undefined) throw new Error(`rings[${op.vipId}] is empty right after it was written (removed by someone else?)`);
+      this.ringIds.set(op.vipId, id);
+    }
+  }
+
+  /** vips entries with their generations (see execute's vip-set), the current ones read in one pass each. */
+  private writeVips(run: readonly Extract<MapOp, { kind: 'vip-set' }>[]): void {
+    const o = this.object;
+    const vips = o.map('vips');
+    const all = vips.lookupAll();
+    const old = new Map<string, ReturnType<typeof decodeVipMeta>>();
+    for (let i = 0; i < all.count; i++) {
+      old.set(all.keys.toString('hex', i * vips.keySize, (i + 1) * vips.keySize),
+        decodeVipMeta(all.values.subarray(i * vips.valueSize, (i + 1) * vips.valueSize)));
+    }
+    const gensNow = o.map('vip_gens').lookupAll();
+    const genOf = new Map<number, number>();
+    for (let i = 0; i < gensNow.count; i++) genOf.set(decodeU32(gensNow.keys, i * 4), decodeU32(gensNow.values, i * 4));
+    const genKeys: Buffer[] = [], genValues: Buffer[] = [], vipKeys: Buffer[] = [], vipValues: Buffer[] = [];
+    const bumpKeys: Buffer[] = [], bumpValues: Buffer[] = [];
+    /** Ids given a fresh generation in this run: already past every entry cached under their old VIP. */
+    const assigned = new Set<number>();
+    for (const op of run) {
+      const key = encodeVipKey(op.key);
+      const oldMeta = old.get(key.toString('hex'));
+      let gen: number;
+      if (oldMeta && oldMeta.vipId === op.vipId) {
+        gen = oldMeta.gen;
+      } else {
+        const now = genOf.get(op.vipId);
+        if (now === undefined) throw new Error(`vip_gens has no entry ${op.vipId}: the id is beyond max VIPs (internal error)`);
+        gen = nextVipGen(now);
+        genOf.set(op.vipId, gen);
+        assigned.add(op.vipId);
+        genKeys.push(encodeU32(op.vipId)); genValues.push(encodeU32(gen));
+      }
+      vipKeys.push(key); vipValues.push(encodeVipMeta({ vipId: op.vipId, flags: op.flags, gen }));
+      if (oldMeta && oldMeta.vipId !== op.vipId && !assigned.has(oldMeta.vipId)) {
+        const live = genOf.get(oldMeta.vipId);
+        if (live !== undefined) { bumpKeys.push(encodeU32(oldMeta.vipId)); bumpValues.push(encodeU32(genAfter(live, oldMeta.gen))); }
+      }
+    }
+    const gens = o.map('vip_gens');
+    gens.updateBatch(Buffer.concat(genKeys), Buffer.concat(genValues), genKeys.length);
+    vips.updateBatch(Buffer.concat(vipKeys), Buffer.concat(vipValues), vipKeys.length);
+    gens.updateBatch(Buffer.concat(bumpKeys), Buffer.concat(bumpValues), bumpKeys.length);
   }
 
   private execute(op: MapOp): void {
@@ -401,7 +617,7 @@ export class XdpDataplane implements Dataplane {
         }
         o.map('vips').update(key, encodeVipMeta({ vipId: op.vipId, flags: op.flags, gen }));
         // (The planner keeps a key's id; should the key ever move to another id, the old id's flows end too.)
-        if (oldMeta && oldMeta.vipId !== op.vipId) o.map('vip_gens').update(encodeU32(oldMeta.vipId), encodeU32(nextVipGen(oldMeta.gen)));
+        if (oldMeta && oldMeta.vipId !== op.vipId) o.map('vip_gens').update(encodeU32(oldMeta.vipId), encodeU32(genAfter(this.vipGen(oldMeta.vipId), oldMeta.gen)));
         break;
       }
       case 'vip-delete': {
@@ -412,7 +628,7 @@ export class XdpDataplane implements Dataplane {
         o.map('vips').delete(key);
         if (old) {
           const meta = decodeVipMeta(old);
-          o.map('vip_gens').update(encodeU32(meta.vipId), encodeU32(nextVipGen(meta.gen)));
+          o.map('vip_gens').update(encodeU32(meta.vipId), encodeU32(genAfter(this.vipGen(meta.vipId), meta.gen)));
         }
         break;
       }
