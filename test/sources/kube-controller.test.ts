@@ -308,6 +308,21 @@ test('two controllers racing for addresses never hand out one address twice', as
   assert.match(lease.spec.renewTime, /\.\d{6}Z$/);
 });
 
+test('a leader that stops gives the Lease up at once, even with a renewal in flight', async () => {
+  // Renewals every 5 ms: a stop() nearly always lands while one is between its read and its write.
+  for (let i = 0; i < 5; i++) {
+    await freshCluster();
+    const d = director({ identity: `director-${i}`, leaseRetryMs: 5 });
+    await waitFor('leading', () => d.controller.isLeader());
+    await new Promise((r) => setTimeout(r, 20 + i * 7));
+    await d.stop();
+    directors.splice(directors.indexOf(d), 1);
+    const lease = server.get('Lease', 'xdir-system', 'xdir-director-allocator')!;
+    assert.not.ok(lease.spec.holderIdentity, `round ${i}: the Lease is released, not left to expire`);
+    assert.is(lease.spec.leaseDurationSeconds, 1);
+  }
+});
+
 test('every request the controller made is in API_CALLS (what deploy/rbac.yaml grants)', () => {
   const allowed = new Set(Object.values(API_CALLS).map((c) => `${c.verb} ${c.group}/${c.resource}`));
   const made = new Set(allRequests.map((r) => `${r.verb} ${r.group}/${r.resource}`));

@@ -26,6 +26,8 @@ export class LeaseElection {
   private observed?: { record: string; at: number };
   private lastRenewAt = 0;
   private leading = false;
+  /** The acquire/renew round in flight, if any: stop() lets it finish before releasing. */
+  private round: Promise<void> = Promise.resolve();
 
   constructor(private readonly api: KubeApi, private readonly opts: LeaseElectionOptions, private readonly log: Logger) {}
 
@@ -44,15 +46,22 @@ export class LeaseElection {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    // A renewal in flight would change the Lease's resourceVersion under our release (409).
+    await this.round;
     if (!this.leading) return;
     this.setLeading(false);
-    try {
-      const lease = await this.api.getLease(this.opts.namespace, this.opts.name);
-      if (lease.spec?.holderIdentity !== this.opts.identity) return;
-      lease.spec = { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: new V1MicroTime() };
-      await this.api.updateLease(lease);
-    } catch (err) {
-      this.log.warn({ err: describeApiError(err) }, 'could not release the allocation lease; another instance takes over when it expires');
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const lease = await this.api.getLease(this.opts.namespace, this.opts.name);
+        if (lease.spec?.holderIdentity !== this.opts.identity) return;
+        lease.spec = { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: new V1MicroTime() };
+        await this.api.updateLease(lease);
+        return;
+      } catch (err) {
+        if (apiErrorCode(err) === 409 && attempt < 3) continue; // changed between our read and write: read again
+        this.log.warn({ err: describeApiError(err) }, 'could not release the allocation lease; another instance takes over when it expires');
+        return;
+      }
     }
   }
 
@@ -63,14 +72,17 @@ export class LeaseElection {
     this.opts.onChange?.(v);
   }
 
-  private async tick(): Promise<void> {
-    try {
-      await this.tryAcquireOrRenew();
-    } catch (err) {
-      this.log.warn({ err: describeApiError(err) }, 'allocation lease check failed');
-    }
-    if (this.leading && !this.isLeader()) this.setLeading(false);
-    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.opts.retryMs);
+  private tick(): Promise<void> {
+    this.round = (async () => {
+      try {
+        await this.tryAcquireOrRenew();
+      } catch (err) {
+        this.log.warn({ err: describeApiError(err) }, 'allocation lease check failed');
+      }
+      if (this.leading && !this.isLeader()) this.setLeading(false);
+      if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.opts.retryMs);
+    })();
+    return this.round;
   }
 
   private async tryAcquireOrRenew(): Promise<void> {
