@@ -119,8 +119,6 @@ function resetPeakRss(pid: number): void {
 
 interface Ready {
   ready: true; programmedMs: number; readMs: number[]; counted: { services: number; backends: number };
-  /** The read proposed in bench/lib/per-cpu-sum.ts on the same maps (null: could not reach them). */
-  proposal: { readMs: number[]; agrees: boolean } | null;
 }
 
 async function startDirector(pinRoot: string, socket: string): Promise<{ child: ChildProcess; ready: Ready }> {
@@ -287,14 +285,12 @@ async function main(): Promise<void> {
     const ratioChanges = cpuOf(100, 'changes-only') / base;
     const ratioFull = cpuOf(100, 'full') / base;
     const readSorted = [...ready.readMs].slice(1).sort((a, b) => a - b); // the first read warms caches
-    const proposalSorted = ready.proposal ? [...ready.proposal.readMs].slice(1).sort((a, b) => a - b) : null;
     const result = {
       vips: VIPS, backends: VIPS * BACKENDS_PER_VIP, ringSize: RING, windowS: WINDOW_S, intervalMs: 1000,
       traffic: { activeVipsPerSecondPct: ACTIVE_PCT, backendsPerActiveVip: BACKENDS_PER_VIP, writeMsMedian: median([...traffic.writesMs].sort((a, b) => a - b)) },
       counted: ready.counted,
       programmedS: ready.programmedMs / 1000,
       fullReadMs: { median: median(readSorted), min: readSorted[0], max: readSorted.at(-1) },
-      proposedReadMs: proposalSorted ? { median: median(proposalSorted), min: proposalSorted[0], max: proposalSorted.at(-1), agrees: ready.proposal!.agrees } : null,
       cases: rows,
       baselineCpuPercent: { mean: base, each: baselines },
       cpuRatio100to0: ratio,
@@ -306,12 +302,6 @@ async function main(): Promise<void> {
     writeResults(ONLY_MODE ? 'stats-partial' : 'stats', result); // a partial run never replaces the full results
     console.log(`read + sum all per-CPU counters (${VIPS} VIPs, ${VIPS * BACKENDS_PER_VIP} backends): ` +
       `median ${result.fullReadMs.median.toFixed(1)} ms (min ${readSorted[0]!.toFixed(1)}, max ${readSorted.at(-1)!.toFixed(1)})`);
-    if (proposalSorted) {
-      // Both reads are timed at start-up, before any traffic: idle counters (the proposal shares one
-      // zero counter for idle entries, so it gains most there).
-      console.log(`  proposed read (bench/lib/per-cpu-sum.ts, same maps, idle counters as above): median ${median(proposalSorted).toFixed(1)} ms` +
-        ` (min ${proposalSorted[0]!.toFixed(1)}, max ${proposalSorted.at(-1)!.toFixed(1)}); same counters as readStats: ${ready.proposal!.agrees}`);
-    }
     printTable(rows, { title: `director CPU and RSS, Watch at 1 s over ${VIPS} VIPs (${WINDOW_S} s window each)`, digits: { cpuPercent: 2, rssMB: 0, rssBeforeMB: 0, rssJoinedMB: 0, rssJoinPeakMB: 0, rssPeakMB: 0, snapshotsPerSubscriberPerS: 2, MBPerS: 2, startS: 1 } });
     console.log(`(0 subscribers: ${baselines.map((b) => b.toFixed(2)).join(' and ')}% CPU; the ratios use their mean, ${base.toFixed(2)}%)`);
     console.log(`(full snapshots, plain form: 100 subscribers / 0 subscribers CPU: ${ratioFull.toFixed(2)})`);

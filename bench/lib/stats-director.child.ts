@@ -8,9 +8,6 @@
 import { XdpDataplane } from '../../control/dataplane/xdp/xdp-dataplane.js';
 import type { DesiredState, VirtualService } from '../../control/model/types.js';
 import { startObservability } from '../../control/observability/index.js';
-import { possibleCpus } from '../../control/bpf/index.js';
-import type { Counter } from '../../control/dataplane/dataplane.js';
-import { sumPerCpuCountersNamed } from './per-cpu-sum.js';
 
 const [pinRoot, socket, vipsText, perVipText, ringText] = process.argv.slice(2) as [string, string, string, string, string];
 const vips = Number(vipsText);
@@ -46,10 +43,6 @@ for (let i = 0; i < 7; i++) {
   counted = { services: s.services.size, backends: s.backends.size };
 }
 
-// The proposed read (bench/lib/per-cpu-sum.ts) on the same maps, checked against readStats. It
-// reaches into the data path's private fields; if they moved, it is skipped (null).
-const proposal = await measureProposal();
-
 const obs = await startObservability({
   dataplane, readiness: () => true, grpc: { address: `unix:${socket}` }, metrics: false,
   stats: { baseIntervalMs: 1000, minIntervalMs: 100, maxPending: 4 },
@@ -57,7 +50,7 @@ const obs = await startObservability({
 // BENCH_CHILD_PROFILE=file: a CPU profile of the serving phase only. (node --cpu-prof would also
 // profile the program load, and its SIGPROF ticks make the verifier give up with EAGAIN.)
 const profile = process.env.BENCH_CHILD_PROFILE ? await startProfile() : undefined;
-process.stdout.write(`${JSON.stringify({ ready: true, programmedMs, readMs, counted, proposal })}\n`);
+process.stdout.write(`${JSON.stringify({ ready: true, programmedMs, readMs, counted })}\n`);
 
 process.stdin.resume();
 process.stdin.on('end', () => {
@@ -76,32 +69,4 @@ async function startProfile(): Promise<() => Promise<void>> {
     const { profile: p } = await session.post('Profiler.stop');
     writeFileSync(process.env.BENCH_CHILD_PROFILE!, JSON.stringify(p));
   };
-}
-
-async function measureProposal(): Promise<{ readMs: number[]; agrees: boolean } | null> {
-  const internals = dataplane as unknown as {
-    object?: { map(name: string): { lookupAll(): { keys: Buffer; values: Buffer; count: number } } };
-    state?: { vipIds?: { keyOf(id: number): string | undefined }; backendIds?: { keyOf(id: number): string | undefined } };
-  };
-  const o = internals.object;
-  const vipIds = internals.state?.vipIds;
-  const backendIds = internals.state?.backendIds;
-  if (!o || !vipIds || !backendIds) return null;
-  const cpus = possibleCpus();
-  const read = (): { services: Map<string, Counter>; backends: Map<string, Counter> } => ({
-    services: sumPerCpuCountersNamed(o.map('vip_stats').lookupAll(), cpus, (id) => vipIds.keyOf(id)),
-    backends: sumPerCpuCountersNamed(o.map('backend_stats').lookupAll(), cpus, (id) => backendIds.keyOf(id)),
-  });
-  const times: number[] = [];
-  for (let i = 0; i < 7; i++) {
-    const t = performance.now();
-    read();
-    times.push(performance.now() - t);
-  }
-  // Same answer as readStats (checked outside the timing).
-  const want = await dataplane.readStats();
-  const got = read();
-  const same = (a: Map<string, Counter>, b: Map<string, Counter>): boolean =>
-    a.size === b.size && [...a].every(([k, c]) => b.get(k)?.packets === c.packets && b.get(k)?.bytes === c.bytes);
-  return { readMs: times, agrees: same(want.services, got.services) && same(want.backends, got.backends) };
 }

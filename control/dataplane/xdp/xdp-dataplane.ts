@@ -18,6 +18,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultPinRoot } from './pin-root.js';
+import { sumPerCpuCountersNamed } from './per-cpu-sum.js';
 import {
   BpfError, BpfMap, BpfObject, attachXdp, detachXdp, possibleCpus, type BpfProgram,
 } from '../../bpf/index.js';
@@ -771,8 +772,8 @@ export class XdpDataplane implements Dataplane {
     return {
       takenAtMs,
       dataplane: 'xdp',
-      services: byId('vip_stats', (id) => this.state.vipIds.keyOf(id)),
-      backends: byId('backend_stats', (id) => this.state.backendIds.keyOf(id)),
+      services: sumPerCpuCountersNamed(o.map('vip_stats').lookupAll(), cpus, (id) => this.state.vipIds.keyOf(id)),
+      backends: sumPerCpuCountersNamed(o.map('backend_stats').lookupAll(), cpus, (id) => this.state.backendIds.keyOf(id)),
       reasons: byId('reason_stats', (id) => XDIR_REASON_NAMES[id], reasonCountersById),
     };
   }

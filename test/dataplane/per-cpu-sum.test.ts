@@ -1,0 +1,68 @@
+/**
+ * The fast per-CPU counter sum behind XdpDataplane.readStats gives exactly what the plain bigint
+ * sum (codecs.ts) gives, including counters past 2^32 per CPU and totals past 2^53, and names
+ * entries the same way (ids without a name are left out).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { sumPerCpuCounters } from '../../control/dataplane/xdp/codecs.js';
+import { sumPerCpuCountersNamed } from '../../control/dataplane/xdp/per-cpu-sum.js';
+
+/** A seeded generator (mulberry32), so a failure reproduces. */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A batch read of a per-CPU counter array: u32 keys, `cpus` {u64 packets, u64 bytes} per entry. */
+function batch(entries: bigint[][][], offset = 0): { keys: Buffer; values: Buffer; count: number } {
+  const cpus = entries[0]!.length;
+  const keys = Buffer.alloc(offset + entries.length * 4).subarray(offset);
+  const values = Buffer.alloc(offset + entries.length * cpus * 16).subarray(offset);
+  entries.forEach((perCpu, i) => {
+    keys.writeUInt32LE(i * 3, i * 4);
+    perCpu.forEach(([p, b], cpu) => {
+      values.writeBigUInt64LE(p!, (i * cpus + cpu) * 16);
+      values.writeBigUInt64LE(b!, (i * cpus + cpu) * 16 + 8);
+    });
+  });
+  return { keys, values, count: entries.length };
+}
+
+for (const [what, offset] of [['aligned buffers', 0], ['unaligned buffers', 1]] as const) {
+  test(`equals the bigint reference for idle, small, >2^32 and >2^53 counters (${what})`, () => {
+    const r = rng(7);
+    const big = (bits: number): bigint => BigInt(Math.floor(r() * 2 ** Math.min(bits, 52))) << BigInt(Math.max(0, bits - 52));
+    for (const cpus of [1, 2, 3, 64]) {
+      const entries = Array.from({ length: 200 }, (_, i) =>
+        Array.from({ length: cpus }, () => {
+          const kind = i % 4;
+          if (kind === 0) return [0n, 0n];
+          if (kind === 1) return [big(20), big(30)];
+          if (kind === 2) return [big(33), big(40)];
+          return [big(62), big(63)];
+        }));
+      const b = batch(entries, offset);
+      const nameOf = (id: number): string | undefined => (id % 2 === 0 ? `id-${id}` : undefined);
+      const want = new Map<string, { packets: bigint; bytes: bigint }>();
+      for (const [id, c] of sumPerCpuCounters(b, cpus)) {
+        const name = nameOf(id);
+        if (name !== undefined) want.set(name, c);
+      }
+      const got = sumPerCpuCountersNamed(b, cpus, nameOf);
+      assert.is(got.size, want.size, `${cpus} CPUs: named entries`);
+      for (const [name, c] of want) {
+        const g = got.get(name)!;
+        assert.ok(g, `${cpus} CPUs: ${name} present`);
+        assert.is(g.packets, c.packets, `${cpus} CPUs: ${name} packets`);
+        assert.is(g.bytes, c.bytes, `${cpus} CPUs: ${name} bytes`);
+      }
+    }
+  });
+}
+
+test.run();
