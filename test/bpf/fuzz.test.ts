@@ -15,22 +15,12 @@ import {
   type FrameSpec,
 } from '../lib/packets.js';
 import { TestDirector, VERDICT_NAMES, XDP } from './director-harness.js';
+import { mulberry32 } from '../lib/prng.js';
 
 const SEED = Number(process.env.XDIR_FUZZ_SEED ?? 0x5eed1234) >>> 0;
 const RANDOM_FRAMES = 3500;
 const MUTATIONS_PER_BASE = 450;
 
-/** mulberry32: a tiny deterministic PRNG (public domain); same seed, same frames. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const DIRECTOR_MAC = '02:d1:00:00:00:01';
 const ROUTER_MAC = '02:c1:00:00:00:01';

@@ -7,16 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { sumPerCpuCounters } from '../../control/dataplane/xdp/codecs.js';
 import { sumPerCpuCountersNamed } from '../../control/dataplane/xdp/per-cpu-sum.js';
+import { mulberry32 as rng } from '../lib/prng.js';
 
-/** A seeded generator (mulberry32), so a failure reproduces. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A batch read of a per-CPU counter array: u32 keys, `cpus` {u64 packets, u64 bytes} per entry. */
 function batch(entries: bigint[][][], offset = 0): { keys: Buffer; values: Buffer; count: number } {

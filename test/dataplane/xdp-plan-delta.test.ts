@@ -8,20 +8,10 @@ import * as assert from 'uvu/assert';
 import { commitPlan, emptyProgrammedState, planApply, type MapOp, type ProgrammedState } from '../../control/dataplane/xdp/plan.js';
 import { RingCache } from '../../control/dataplane/xdp/ring-cache.js';
 import { serviceKey, type Backend, type DesiredState, type VirtualService } from '../../control/model/types.js';
+import { mulberry32 as rng } from '../lib/prng.js';
 
 const RING = 251;
 
-/** Deterministic PRNG (mulberry32): a failure replays from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const BACKENDS = Array.from({ length: 12 }, (_, i) => `198.18.1.${i + 1}`);
 
