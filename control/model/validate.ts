@@ -188,7 +188,7 @@ function validateDelta(input: DesiredState, memo: ValidationMemo): ValidationRes
   for (const [k, checked] of verdicts) {
     const at = slot.get(k);
     const before = at === undefined ? null : services[at]!;
-    errors.delete(k);
+    const hadError = errors.delete(k);
     const ok = checked?.ok ?? null;
     if (ok) {
       if (at !== undefined) services[at] = ok;
@@ -207,7 +207,10 @@ function validateDelta(input: DesiredState, memo: ValidationMemo): ValidationRes
         if (at < services.length) { services[at] = moved; slot.set(serviceKey(moved), at); }
       }
     }
-    if (ok !== before) changes.set(k, ok);
+    // A key that was rejected (kept as programmed through its keyed error) and is now deleted, or
+    // rejected again, names no valid service before or after, yet the data path must hear of it:
+    // null with no error now means "remove what you kept".
+    if (ok !== before || (ok === null && hadError)) changes.set(k, ok);
   }
   memo.deltaCalls++;
   memo.last = { revision: input.revision!, services, slot, errors };

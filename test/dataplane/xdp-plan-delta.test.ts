@@ -9,6 +9,7 @@ import { commitPlan, emptyProgrammedState, planApply, type MapOp, type Programme
 import { RingCache } from '../../control/dataplane/xdp/ring-cache.js';
 import { serviceKey, type Backend, type DesiredState, type VirtualService } from '../../control/model/types.js';
 import { mulberry32 as rng } from '../lib/prng.js';
+import { ValidationMemo, validateDesiredState } from '../../control/model/validate.js';
 
 const RING = 251;
 
@@ -94,6 +95,29 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
     }
   });
 }
+
+test('a service whose new definition was rejected, then deleted, is removed (validate, then plan from the delta)', () => {
+  const memo = new ValidationMemo();
+  const web = (address: string): VirtualService => ({
+    vip: '198.18.0.10', port: 80, protocol: 'tcp', scheduler: 'mh', persistence: 0, backends: [{ address, weight: 1 }],
+  });
+  const dns: VirtualService = { vip: '198.18.0.11', port: 53, protocol: 'udp', scheduler: 'mh', persistence: 0, backends: [{ address: '198.18.9.2', weight: 1 }] };
+  const WEB = serviceKey(web('198.18.9.1'));
+  let state = emptyProgrammedState(8, 8);
+  // As XdpDataplane.apply does it: validate with the memo; keep what was rejected; plan the delta when there is one.
+  const apply = (input: DesiredState) => {
+    const v = validateDesiredState(input, memo);
+    const retain = new Set(v.errors.flatMap((e) => (e.key === undefined ? [] : [e.key])));
+    const changes = v.state.delta?.changes;
+    state = commitPlan(planApply(state, v.state, { ringSize: RING, retain, ...(changes ? { changes } : {}) }).next);
+  };
+  apply({ services: [web('198.18.9.1'), dns], revision: 1 });
+  apply({ services: [web('not an address'), dns], revision: 2, delta: { since: 1, changes: new Map([[WEB, web('not an address')]]) } });
+  assert.ok(state.vips.has(WEB), 'a rejected edit keeps the last good version programmed');
+  apply({ services: [dns], revision: 3, delta: { since: 2, changes: new Map([[WEB, null]]) } });
+  assert.not.ok(state.vips.has(WEB), 'deleting it removes it from the data path');
+  assert.ok(state.vips.has(serviceKey(dns)));
+});
 
 test('a delta naming nothing plans nothing, whatever the number of services', () => {
   const services = Array.from({ length: 200 }, (_, i) => ({

@@ -143,6 +143,7 @@ test('a state with a delta validates from its changes alone, with the same resul
     }
     const input: DesiredState = { services: [...byKey.values()], revision: revision + 1, delta: { since: revision, changes } };
     revision++;
+    const rejectedBefore = new Set(memo.last?.errors.keys() ?? []);
     const fast = validateDesiredState(input, memo);
     const full = validateDesiredState({ services: input.services });
     const sorted = (l: readonly VirtualService[]) => [...l].sort((a, b) => (serviceKey(a) < serviceKey(b) ? -1 : 1));
@@ -150,8 +151,10 @@ test('a state with a delta validates from its changes alone, with the same resul
     assert.equal(fast.errors.map((e) => e.key).sort(), full.errors.map((e) => e.key).sort(), `step ${step}: errors`);
     // Its delta names exactly the valid services that changed.
     const valid = new Map(fast.state.services.map((s) => [serviceKey(s), s]));
-    const differ = [...new Set([...valid.keys(), ...prevValid.keys()])].filter((k) => valid.get(k) !== prevValid.get(k)).sort();
-    assert.equal([...fast.state.delta!.changes.keys()].sort(), differ, `step ${step}: delta`);
+    // ... and the keys that were rejected (kept as programmed) and are now deleted or rejected again.
+    const differ = [...new Set([...valid.keys(), ...prevValid.keys()])].filter((k) => valid.get(k) !== prevValid.get(k));
+    const wasRejected = [...changes.keys()].filter((k) => !valid.has(k) && rejectedBefore.has(k));
+    assert.equal([...fast.state.delta!.changes.keys()].sort(), [...new Set([...differ, ...wasRejected])].sort(), `step ${step}: delta`);
     prevValid = valid;
   }
   assert.is(memo.deltaCalls, 200);

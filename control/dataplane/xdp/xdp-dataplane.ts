@@ -425,8 +425,9 @@ export class XdpDataplane implements Dataplane {
     if (!resolver) return changed;
     const wanted = new Set<string>();
     if (changes) {
-      // Backends of unchanged services keep what was learned (the periodic refresh and the next
-      // full apply ask again); entries of backends no longer used are dropped at a full apply.
+      // Backends of unchanged services keep what was learned: the periodic refresh asks again
+      // only for unresolved ones, the next full apply (the reconciler's resync, every 60 s) for
+      // all; entries of backends no longer used are dropped at a full apply.
       for (const s of changes.values()) if (s) for (const b of s.backends) if (b.mac === undefined) wanted.add(b.address);
     } else {
       for (const s of desired.services) for (const b of s.backends) if (b.mac === undefined) wanted.add(b.address);

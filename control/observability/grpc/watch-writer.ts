@@ -11,7 +11,7 @@
  *
  * So when the grpc-js call exposes its HTTP/2 stream, the message is written there directly in the
  * same gRPC framing grpc-js uses (1 byte flags = 0, no compression; 4 bytes big-endian length):
- * one small buffer of header + this stream's own fields, then the shared body Buffer itself, in
+ * the 5-byte header, the shared body Buffer itself, then this stream's own fields (a few bytes), in
  * one corked write. Protobuf field order is free and the body leaves sequence and dropped_snapshots
  * unset, so the bytes decode exactly as the whole message encoded at once. Every stream then holds
  * the same body Buffer: memory per stream is a few bytes, whatever the snapshot size.
@@ -92,17 +92,26 @@ export function watchSender(call: grpc.ServerWritableStream<unknown, StatsSnapsh
     // Ended by grpc-js (a status went out, e.g. the deadline passed) or gone: nothing more may be
     // written (a write after end would raise an 'error' grpc-js no longer listens for).
     if (base.checkCancelled() || base.stream.writableEnded) return;
-    const body = encodedBody(shared);
-    const tail = encodedTail(snap);
-    const head = Buffer.allocUnsafe(5 + tail.length);
+    let body: Buffer, tail: Buffer;
+    try {
+      body = encodedBody(shared);
+      tail = encodedTail(snap);
+    } catch (err) {
+      // As grpc-js does with a serializer that throws: this stream fails, the others go on.
+      written(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    const head = Buffer.allocUnsafe(5);
     head[0] = 0; // not compressed (grpc-js does not compress responses either)
     head.writeUInt32BE(body.length + tail.length, 1);
-    tail.copy(head, 5);
     base.maybeSendMetadata();
     const stream = base.stream;
+    // Body, then this stream's fields: the same order as serializeWatchMessage, so both paths
+    // decode alike even if a body ever carried those fields (the later value wins in protobuf).
     stream.cork();
     stream.write(head);
-    stream.write(body, written);
+    stream.write(body);
+    stream.write(tail, written);
     stream.uncork();
   }, { direct: true });
 }
