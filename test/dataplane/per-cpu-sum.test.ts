@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { sumPerCpuCounters } from '../../control/dataplane/xdp/codecs.js';
-import { sumPerCpuCountersNamed } from '../../control/dataplane/xdp/per-cpu-sum.js';
+import { PerCpuSumMemo, sumPerCpuCountersNamed } from '../../control/dataplane/xdp/per-cpu-sum.js';
 import { mulberry32 as rng } from '../lib/prng.js';
 
 
@@ -56,5 +56,29 @@ for (const [what, offset] of [['aligned buffers', 0], ['unaligned buffers', 1]] 
     }
   });
 }
+
+test('with a memo, repeated reads give the same counters; unchanged entries keep their objects', () => {
+  const r = rng(11);
+  const cpus = 2;
+  let entries = Array.from({ length: 300 }, () => Array.from({ length: cpus }, () => [BigInt(Math.floor(r() * 1e6)), BigInt(Math.floor(r() * 1e12))]));
+  const memo = new PerCpuSumMemo();
+  const nameOf = (id: number): string => `id-${id}`;
+  const check = (got: Map<string, { packets: bigint; bytes: bigint }>, b: ReturnType<typeof batch>) => {
+    for (const [id, c] of sumPerCpuCounters(b, cpus)) assert.equal(got.get(nameOf(id)), c, `id ${id}`);
+  };
+  const b1 = batch(entries);
+  const first = sumPerCpuCountersNamed(b1, cpus, nameOf, memo);
+  check(first, b1);
+  // Every third entry counts more packets; one is reset to zero (its id given to a new VIP).
+  entries = entries.map((perCpu, i) => (i % 3 === 0 ? perCpu.map(([p, by]) => [p! + 1n, by! + 60n]) : i === 7 ? perCpu.map(() => [0n, 0n]) : perCpu));
+  const b2 = batch(entries);
+  const second = sumPerCpuCountersNamed(b2, cpus, nameOf, memo);
+  check(second, b2);
+  for (let i = 0; i < 300; i++) {
+    const name = `id-${i * 3}`; // batch() numbers entry i as id 3i
+    if (i % 3 !== 0 && i !== 7) assert.is(second.get(name), first.get(name), `${name}: the same object when unchanged`);
+    else assert.is.not(second.get(name), first.get(name), `${name}: a new object when changed`);
+  }
+});
 
 test.run();

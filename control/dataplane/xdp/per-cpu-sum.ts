@@ -28,8 +28,35 @@ function u64(lo: number, hi: number): bigint {
  * Sums a batch read of a per-CPU `struct counter { u64 packets; u64 bytes; }` array (keys u32 ids,
  * `cpus` 16-byte values per entry) and names each id; ids without a name are skipped.
  */
+/**
+ * What the previous read of one map summed, by id: an entry whose sums did not move keeps its
+ * Counter object (no bigints made), which is most entries at any moment (idle VIPs and backends).
+ */
+export class PerCpuSumMemo {
+  sums = new Float64Array(0);
+  counters: (Counter | undefined)[] = [];
+
+  /** The remembered Counter of `id` if its four summed halves are these, else undefined. */
+  get(id: number, pLo: number, pHi: number, bLo: number, bHi: number): Counter | undefined {
+    const s = this.sums, j = id * 4;
+    return j + 3 < s.length && s[j] === pLo && s[j + 1] === pHi && s[j + 2] === bLo && s[j + 3] === bHi ? this.counters[id] : undefined;
+  }
+
+  set(id: number, pLo: number, pHi: number, bLo: number, bHi: number, c: Counter): void {
+    const j = id * 4;
+    if (j + 3 >= this.sums.length) {
+      const grown = new Float64Array(Math.max(j + 4, this.sums.length * 2)).fill(NaN); // NaN never equals a sum
+      grown.set(this.sums);
+      this.sums = grown;
+    }
+    this.sums[j] = pLo; this.sums[j + 1] = pHi; this.sums[j + 2] = bLo; this.sums[j + 3] = bHi;
+    this.counters[id] = c;
+  }
+}
+
 export function sumPerCpuCountersNamed(
   batch: { keys: Buffer; values: Buffer; count: number }, cpus: number, nameOf: (id: number) => string | undefined,
+  memo?: PerCpuSumMemo,
 ): Map<string, Counter> {
   const out = new Map<string, Counter>();
   const { keys, values, count } = batch;
@@ -52,7 +79,13 @@ export function sumPerCpuCountersNamed(
         bLo += values.readUInt32LE(w * 4 + 8); bHi += values.readUInt32LE(w * 4 + 12);
       }
     }
-    out.set(name, (pLo | pHi | bLo | bHi) === 0 && pLo + pHi + bLo + bHi === 0 ? ZERO : { packets: u64(pLo, pHi), bytes: u64(bLo, bHi) });
+    if (pLo + pHi + bLo + bHi === 0) { out.set(name, ZERO); continue; }
+    let c = memo?.get(id, pLo, pHi, bLo, bHi);
+    if (!c) {
+      c = { packets: u64(pLo, pHi), bytes: u64(bLo, bHi) };
+      memo?.set(id, pLo, pHi, bLo, bHi, c);
+    }
+    out.set(name, c);
   }
   return out;
 }

@@ -18,7 +18,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultPinRoot } from './pin-root.js';
-import { sumPerCpuCountersNamed } from './per-cpu-sum.js';
+import { PerCpuSumMemo, sumPerCpuCountersNamed } from './per-cpu-sum.js';
 import {
   BpfError, BpfMap, BpfObject, attachXdp, detachXdp, possibleCpus, type BpfProgram,
 } from '../../bpf/index.js';
@@ -160,6 +160,9 @@ export class XdpDataplane implements Dataplane {
   writes = 0;
   /** The XDP mode in use, once attached. */
   attachedMode: 'native' | 'generic' | null = null;
+  /** The last counter read per map (readStats): unchanged entries keep their Counter objects. */
+  private readonly vipSums = new PerCpuSumMemo();
+  private readonly backendSums = new PerCpuSumMemo();
 
   constructor(private readonly opts: XdpDataplaneOptions) {
     this.ringSize = opts.ringSize ?? XDP_DEFAULTS.ringSize;
@@ -773,8 +776,8 @@ export class XdpDataplane implements Dataplane {
     return {
       takenAtMs,
       dataplane: 'xdp',
-      services: sumPerCpuCountersNamed(o.map('vip_stats').lookupAll(), cpus, (id) => this.state.vipIds.keyOf(id)),
-      backends: sumPerCpuCountersNamed(o.map('backend_stats').lookupAll(), cpus, (id) => this.state.backendIds.keyOf(id)),
+      services: sumPerCpuCountersNamed(o.map('vip_stats').lookupAll(), cpus, (id) => this.state.vipIds.keyOf(id), this.vipSums),
+      backends: sumPerCpuCountersNamed(o.map('backend_stats').lookupAll(), cpus, (id) => this.state.backendIds.keyOf(id), this.backendSums),
       reasons: byId('reason_stats', (id) => XDIR_REASON_NAMES[id], reasonCountersById),
     };
   }
