@@ -8,6 +8,19 @@
 const GONE: unique symbol = Symbol('gone');
 type Slot<V> = V | typeof GONE;
 
+/** A key's value seen through `layer` (a change, or GONE) over `base`. */
+function readThrough<K, V>(layer: ReadonlyMap<K, Slot<V>>, base: ReadonlyMap<K, V>, key: K): V | undefined {
+  const v = layer.get(key);
+  if (v !== undefined) return v === GONE ? undefined : v;
+  return base.get(key);
+}
+
+function hasThrough<K, V>(layer: ReadonlyMap<K, Slot<V>>, base: ReadonlyMap<K, V>, key: K): boolean {
+  const v = layer.get(key);
+  if (v !== undefined) return v !== GONE;
+  return base.has(key);
+}
+
 /** Layers larger than this fraction of the base (or than the minimum) are folded in. */
 const FOLD_MIN = 64;
 const FOLD_SHIFT = 4; // 1/16
@@ -21,15 +34,11 @@ export class LayeredMap<K, V> implements ReadonlyMap<K, V> {
   ) {}
 
   get(key: K): V | undefined {
-    const v = this.layer.get(key);
-    if (v !== undefined) return v === GONE ? undefined : v;
-    return this.base.get(key);
+    return readThrough(this.layer, this.base, key);
   }
 
   has(key: K): boolean {
-    const v = this.layer.get(key);
-    if (v !== undefined) return v !== GONE;
-    return this.base.has(key);
+    return hasThrough(this.layer, this.base, key);
   }
 
   /** Base order (changed entries in place), then entries the layer adds. */
@@ -66,15 +75,11 @@ export class MapEdit<K, V> {
   constructor(private readonly from: ReadonlyMap<K, V>) {}
 
   get(key: K): V | undefined {
-    const v = this.changes.get(key);
-    if (v !== undefined) return v === GONE ? undefined : v;
-    return this.from.get(key);
+    return readThrough(this.changes, this.from, key);
   }
 
   has(key: K): boolean {
-    const v = this.changes.get(key);
-    if (v !== undefined) return v !== GONE;
-    return this.from.has(key);
+    return hasThrough(this.changes, this.from, key);
   }
 
   set(key: K, value: V): void {

@@ -764,21 +764,17 @@ export class XdpDataplane implements Dataplane {
     const o = this.object;
     const cpus = possibleCpus();
     const takenAtMs = Date.now();
-    const byId = (mapName: string, nameOf: (id: number) => string | undefined,
-      derive: (raw: Map<number, Counter>) => Map<number, Counter> = (raw) => raw): Map<string, Counter> => {
-      const out = new Map<string, Counter>();
-      for (const [id, c] of derive(sumPerCpuCounters(o.map(mapName).lookupAll(), cpus))) {
-        const name = nameOf(id);
-        if (name !== undefined) out.set(name, c);
-      }
-      return out;
-    };
+    const reasons = new Map<string, Counter>();
+    for (const [id, c] of reasonCountersById(sumPerCpuCounters(o.map('reason_stats').lookupAll(), cpus))) {
+      const name = XDIR_REASON_NAMES[id];
+      if (name !== undefined) reasons.set(name, c);
+    }
     return {
       takenAtMs,
       dataplane: 'xdp',
       services: sumPerCpuCountersNamed(o.map('vip_stats').lookupAll(), cpus, (id) => this.state.vipIds.keyOf(id), this.vipSums),
       backends: sumPerCpuCountersNamed(o.map('backend_stats').lookupAll(), cpus, (id) => this.state.backendIds.keyOf(id), this.backendSums),
-      reasons: byId('reason_stats', (id) => XDIR_REASON_NAMES[id], reasonCountersById),
+      reasons,
     };
   }
 
