@@ -24,8 +24,9 @@
  *                LRU update of an existing key, which allocates a fresh element like an insert).
  *                The flow table has 65,536 entries, not production's 1M;
  *      not-vip   a TCP packet to an address that is no VIP: XDP_PASS to the kernel.
- *    Every director measurement checks the verdict and that reason_stats counted the expected
- *    path exactly `repeat` times, so a number never belongs to another path than its label.
+ *    Every director measurement checks the verdict and that the reason counters (reason_stats
+ *    plus the flow cache's pending counts, as user space reads them) counted the expected path
+ *    exactly `repeat` times, so a number never belongs to another path than its label.
  *    ns/packet = CPU time of this thread during the syscall / repeat: fractional (the kernel's own
  *    figure is an integer, truncated; it is kept beside it, as is the wall clock), and blind to
  *    time the thread sat preempted, so other work on this 2-core machine does not inflate it the

@@ -13,10 +13,11 @@
  * - Fast path (flow_cache.h, docs/decisions/0005): an established flow's packet that carries no
  *   SYN/FIN/RST is looked up first in a per-CPU, direct-mapped flow cache (inlined array lookups,
  *   no helper call), holding what the slow path below last decided for the flow, for at most
- *   0.5 s and only while the VIP's generation (vip_gens) is unchanged. A hit rewrites the MACs and
- *   counts FLOW_HIT, vip_stats and backend_stats. Everything else, and every cache miss, takes the
- *   slow path: VIP lookup, connection table, Maglev; a forwarded flow refills the cache. Measured:
- *   47 -> ~17 ns per established IPv4 packet.
+ *   0.5 s and only while the cache epoch (cache_epoch) is unchanged. A hit rewrites the MACs and
+ *   counts into the entry itself (pending FLOW_HIT, VIP and backend counts, docs/decisions/0006).
+ *   Everything else, and every cache miss, takes the slow path: VIP lookup, connection table,
+ *   Maglev; a forwarded flow refills the cache. Costs measured in docs/decisions/0005 and
+ *   0006.
  * - Backend choice. An existing, unexpired entry in the connection table (`flows`) wins;
  *   otherwise the flow's hash (jhash of the flow key, or of the client address alone for
  *   XDIR_VIP_F_HASH_SRC_ONLY services) picks a slot of the VIP's Maglev ring, and the new
@@ -87,9 +88,6 @@ const volatile __u64 flow_closing_timeout_ns = XDIR_DEFAULT_FLOW_CLOSING_TIMEOUT
 /* Non-zero: no per-CPU flow cache, every packet takes the slow path (flow_cache.h). */
 const volatile __u32 flow_cache_off = 0;
 
-/* reason_stats key of the fast path's one reason counter, in .rodata (see xdir_count_at). */
-static const __u32 xdir_key_flow_hit = XDIR_EV_FLOW_HIT;
-
 /* Where a forwarded packet went, for the per-service and per-backend counters. */
 struct xdir_target {
 	__u32 vip_id;
@@ -124,9 +122,14 @@ static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_pac
 	__u8 mac[ETH_ALEN] __attribute__((aligned(4))); /* see xdir_rewrite_macs */
 	struct vip_meta *vip;
 	bool closing = false, syn = false;
+	__u32 epoch = 0;
 	__u64 now;
 	int reason;
 
+	/* Before the VIP lookup (a helper call, which the compiler does not move loads across): see
+	 * xdir_flow_cache_fill. */
+	if (xdir_flow_cache_enabled())
+		epoch = xdir_cache_epoch();
 	vip = xdir_lookup_vip(&pkt->flow);
 	if (!vip)
 		return XDIR_R_PASS_NOT_VIP;
@@ -150,7 +153,7 @@ static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_pac
 		}
 		target->backend_id = state->backend_id;
 		if (xdir_flow_cache_enabled())
-			xdir_flow_cache_fill(&pkt->flow, vip, state->backend_id, state->backend_mac);
+			xdir_flow_cache_fill(&pkt->flow, vip, state->backend_id, state->backend_mac, epoch);
 		xdir_rewrite_macs(ctx, state->backend_mac);
 		return XDIR_R_FORWARDED;
 	}
@@ -168,7 +171,7 @@ static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_pac
 	if (closing)
 		xdir_count_reason(XDIR_EV_TCP_CLOSING, pkt->bytes);
 	if (xdir_flow_cache_enabled())
-		xdir_flow_cache_fill(&pkt->flow, vip, target->backend_id, mac);
+		xdir_flow_cache_fill(&pkt->flow, vip, target->backend_id, mac, epoch);
 	xdir_rewrite_macs(ctx, mac);
 	return XDIR_R_FORWARDED;
 }
@@ -256,13 +259,13 @@ int xdir_director(struct xdp_md *ctx)
 	/* The fast path: an established flow on this CPU's cache, a packet that changes nothing. */
 	if (xdir_flow_cache_enabled() && parsed == XDIR_PARSE_L4 &&
 	    !(pkt.tcp_flags & (XDIR_TCP_SYN | XDIR_TCP_FIN | XDIR_TCP_RST))) {
-		struct xdir_flow_cache_entry *e = xdir_flow_cache_find(&pkt.flow);
+		struct flow_cache_entry *e = xdir_flow_cache_find(&pkt.flow);
 
 		if (e) {
-			/* XDIR_R_FORWARDED is not counted: user space derives it (director_shared.h). */
-			xdir_count_at(&reason_stats, &xdir_key_flow_hit, pkt.bytes);
-			xdir_count_at(&vip_stats, &e->vip_id, pkt.bytes);
-			xdir_count_at(&backend_stats, &e->backend_id, pkt.bytes);
+			/* Pending FLOW_HIT, VIP and backend counts, in the entry this CPU already holds:
+			 * moved into the stats maps when the slot is refilled (flow_cache.h). */
+			e->packets += 1;
+			e->bytes += pkt.bytes;
 			xdir_rewrite_macs(ctx, e->backend_mac);
 			return XDP_TX;
 		}

@@ -72,6 +72,24 @@ struct flow_state {
 	__u8 pad[5];
 };
 
+/*
+ * An entry of the per-CPU flow cache (flow_cache.h): what the slow path last decided for a flow,
+ * and the packets the fast path forwarded on that decision since they were last added to the
+ * stats maps. Shared because user space reads those pending counts (see flow_cache below).
+ */
+struct flow_cache_entry {
+	struct flow_key key;
+	__u64 checked;       /* jiffies when the slow path last decided this flow */
+	__u64 packets;       /* pending: forwarded by the fast path, not yet in vip/backend/reason_stats */
+	__u64 bytes;
+	__u32 vip_id;
+	__u32 vip_gen;       /* vip_meta.gen when decided; the pending counts are the VIP's while vip_gens[vip_id] equals it */
+	__u32 backend_id;
+	__u32 epoch;         /* cache_epoch when decided; the entry is trusted only while it is current */
+	__u8 backend_mac[6];
+	__u8 pad[2];
+};
+
 /* Per-CPU packet and byte counter; user space sums the CPUs. */
 struct counter {
 	__u64 packets;
@@ -120,18 +138,27 @@ enum xdir_reason {
  *                  A VIP lives while vip_gens[vip_meta.vip_id] == vip_meta.gen. User space adds 1 to
  *                  vip_gens[id] when it gives the id to a new service (before writing its vips entry,
  *                  with the new value as vip_meta.gen) and when it deletes a VIP (after deleting the
- *                  vips entry). The per-CPU flow cache checks it on every hit, so a deleted VIP's
- *                  cached flows stop at once and a reused id inherits none of them.
+ *                  vips entry). A flow cache entry's pending counts are its VIP's only while its
+ *                  vip_gen is current, so a reused id inherits none of a deleted VIP's counts;
+ *                  every such change also moves cache_epoch on, which stops all cached flows.
  *   rings          HASH_OF_MAPS  __u32 vip_id   -> inner ARRAY[1] of __u32[ring_size] (backend ids)
  *                  A VIP's ring is replaced whole: user space builds a new inner map, fills it, and
  *                  swaps it into `rings` with one update, so packets never see a half-written ring.
+ *   cache_epoch    ARRAY         __u32 0 -> __u32 epoch                          max_entries = 1
+ *                  User space adds 1 whenever it moves any vip_gens entry on (after that write). A
+ *                  flow cache entry is trusted only under the epoch it was decided in.
  *   backends       ARRAY         __u32 backend_id -> struct backend              max_entries = max_backends
  *   flows          LRU_HASH (BPF_F_NO_COMMON_LRU: per-CPU LRU lists) struct flow_key -> struct flow_state
  *   vip_stats      PERCPU_ARRAY  __u32 vip_id -> struct counter                  max_entries = max_vips
  *   backend_stats  PERCPU_ARRAY  __u32 backend_id -> struct counter              max_entries = max_backends
  *   reason_stats   PERCPU_ARRAY  __u32 enum xdir_reason -> struct counter        max_entries = XDIR_REASON_MAX
- *   flow_cache     PERCPU_ARRAY  private to the program (flow_cache.h), not pinned, not read by user space:
- *                  a per-CPU copy of recent `flows` decisions, rebuilt from `flows` after a restart.
+ *   flow_cache     PERCPU_ARRAY  __u32 slot -> struct flow_cache_entry            max_entries = 4096 (per CPU)
+ *                  A per-CPU copy of recent `flows` decisions (flow_cache.h). The fast path counts
+ *                  into the entry, not into the stats maps: an entry's packets/bytes are pending
+ *                  FLOW_HIT counts of its backend_id, and of its vip_id while vip_gen is current.
+ *                  The program moves them into the stats maps when the slot is refilled; a reader
+ *                  of the counters adds the pending counts of every entry (codecs.ts
+ *                  pendingFlowCacheCounts). Pinned so pending counts survive a restart.
  * Load-time constants (.rodata): ring_size, flow_idle_timeout_ns, flow_closing_timeout_ns,
  * flow_cache_off (non-zero: no per-CPU flow cache; benches use it to measure the slow path).
  * Backend id 0 and vip id 0 are valid; an unused ring slot cannot exist (rings are always full).

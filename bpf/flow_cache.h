@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The per-CPU flow cache: the established-flow fast path (docs/decisions/0005).
+ * The per-CPU flow cache: the established-flow fast path (docs/decisions/0005, 0006).
  *
  * A direct-mapped table per CPU (PERCPU_ARRAY, whose lookup the verifier inlines, like the
- * ARRAY vip_gens), indexed by a cheap fold of the flow key, in front of the connection table
+ * ARRAY cache_epoch), indexed by a cheap fold of the flow key, in front of the connection table
  * `flows` (LRU_HASH: a helper call, a jhash of the 40-byte key and a bucket walk, ~18 ns) and
  * the virtual-service table `vips` (HASH, ~15 ns per lookup). A hit costs no helper call at all:
  * the clock is bpf_jiffies64(), which the verifier turns into a load of `jiffies`.
@@ -15,10 +15,16 @@
  *   idle/closing timeouts and refreshes last_seen_ns in `flows`, and refills the entry. So a
  *   cached flow can outlive its `flows` entry (expiry, LRU eviction) by at most that long, and
  *   `flows` sees the flow's packets with at most REFRESH + that long of lag (0.75 s in all).
- * - While its VIP lives: the entry holds the VIP's generation (vip_meta.gen), which must equal
- *   vip_gens[vip_id]. The control plane changes vip_gens[vip_id] when it deletes the VIP (after
- *   deleting its `vips` entry) and when it gives the id to another service, so deleting a VIP
- *   stops its cached flows at once, and a reused id inherits no cached flow.
+ * - While the cache epoch is the one it was decided under: the control plane moves cache_epoch
+ *   on (after deleting the `vips` entry) whenever it deletes a VIP or takes an id from a service,
+ *   so deleting a VIP stops its cached flows at once, and a reused id inherits no cached flow.
+ *   Every other cached flow takes the slow path once and is cached again.
+ *
+ * Counting (docs/decisions/0006): a hit adds to the entry's own packets/bytes, not to the stats
+ * maps. Those are pending FLOW_HIT counts of the entry's backend_id, and of its vip_id while the
+ * entry's vip_gen equals vip_gens[vip_id] (a deleted VIP's counts die with it; its reused id
+ * gets none). The slow path moves them into the stats maps when it refills the slot; user space
+ * adds every entry's pending counts to the maps when it reads them, so counters stay exact.
  * - Only for packets that change nothing: a TCP packet with SYN, FIN or RST always takes the slow
  *   path, so the CLOSING mark, the closing timeout and "SYN on a CLOSING flow picks again" are
  *   decided by `flows`, as before.
@@ -35,7 +41,7 @@
  * may still hold a flow that another CPU just decided differently (a SYN reusing a closed
  * connection's ports, seen by another CPU, picks a new backend); it follows the old choice until
  * its own entry ages out (<= 0.5 s). RSS sends one 5-tuple to one queue, so in practice one CPU
- * sees a flow. The table is not pinned: after a restart it starts empty and fills from `flows`.
+ * sees a flow. The table is pinned, like the stats maps, so its pending counts survive a restart.
  */
 #ifndef XDIR_FLOW_CACHE_H
 #define XDIR_FLOW_CACHE_H
@@ -47,12 +53,17 @@
 #include <bpf/bpf_helpers.h>
 #include "director_shared.h"
 #include "maps.h"
+#include "stats.h"
+
+/* reason_stats key of the fast path's counts, in .rodata (see xdir_count_at in stats.h). */
+static const __u32 xdir_key_flow_hit = XDIR_EV_FLOW_HIT;
+static const __u32 xdir_key_zero = 0;
 
 extern const volatile __u64 flow_idle_timeout_ns;
 extern const volatile __u64 flow_closing_timeout_ns;
 extern const volatile __u32 flow_cache_off;
 
-/* Entries per CPU (a power of two). 72 bytes each: 288 KiB per CPU. */
+/* Entries per CPU (a power of two). 88 bytes each: 352 KiB per CPU. */
 #define XDIR_FLOW_CACHE_BITS 12
 #define XDIR_FLOW_CACHE_ENTRIES (1U << XDIR_FLOW_CACHE_BITS)
 
@@ -66,21 +77,13 @@ extern const volatile __u32 flow_cache_off;
 /* The cache is used only when both timeouts are at least this long (see above). */
 #define XDIR_FLOW_CACHE_MIN_TIMEOUT_NS 2000000000ULL
 
-struct xdir_flow_cache_entry {
-	struct flow_key key;
-	__u64 checked;        /* jiffies when the slow path last decided this flow */
-	__u32 vip_id;
-	__u32 vip_gen;        /* vip_meta.gen at that time; must equal vip_gens[vip_id] */
-	__u32 backend_id;
-	__u8 backend_mac[ETH_ALEN];
-	__u8 pad[6];
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
-	__type(value, struct xdir_flow_cache_entry);
+	__type(value, struct flow_cache_entry);
 	__uint(max_entries, XDIR_FLOW_CACHE_ENTRIES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flow_cache SEC(".maps");
 
 /* The flow key as five 64-bit words (struct xdir_packet keeps it 8-byte aligned). */
@@ -111,42 +114,76 @@ static __always_inline bool xdir_flow_key_equal(const __u64 *a, const __u64 *b)
 	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0;
 }
 
+/* cache_epoch[0]; the key is in .rodata, so the inlined array lookup needs no stack store. */
+static __always_inline __u32 xdir_cache_epoch(void)
+{
+	__u32 *epoch = bpf_map_lookup_elem(&cache_epoch, &xdir_key_zero);
+
+	return epoch ? *epoch : 0;
+}
+
 /* The cached decision for this flow, or NULL (absent, aged out, or its VIP is gone). */
-static __always_inline struct xdir_flow_cache_entry *xdir_flow_cache_find(const struct flow_key *flow)
+static __always_inline struct flow_cache_entry *xdir_flow_cache_find(const struct flow_key *flow)
 {
 	const __u64 *k = (const __u64 *)flow;
-	struct xdir_flow_cache_entry *e;
+	struct flow_cache_entry *e;
 	__u32 slot = xdir_flow_cache_slot(k);
-	__u32 *gen;
 
 	e = bpf_map_lookup_elem(&flow_cache, &slot);
 	if (!e || !xdir_flow_key_equal((const __u64 *)&e->key, k))
 		return NULL;
-	if (bpf_jiffies64() - e->checked >= XDIR_FLOW_CACHE_JIFFIES)
-		return NULL;
-	gen = bpf_map_lookup_elem(&vip_gens, &e->vip_id);
-	if (!gen || *gen != e->vip_gen)
+	if (bpf_jiffies64() - e->checked >= XDIR_FLOW_CACHE_JIFFIES || e->epoch != xdir_cache_epoch())
 		return NULL;
 	return e;
 }
 
-/* Records the slow path's decision for this flow on this CPU. */
+/*
+ * Moves an entry's pending counts into the stats maps: FLOW_HIT and the backend always, the VIP
+ * only while the entry's generation is its VIP's (a deleted VIP's counters are gone; its id may
+ * already count for another service). The same rule as user space's (codecs.ts
+ * pendingFlowCacheCounts). Out of the entry first, then into the maps: a reader that sums the maps
+ * before the entries may miss these counts for one reading, but never counts them twice; user
+ * space keeps what it reports monotonic.
+ */
+static __always_inline void xdir_flow_cache_flush(struct flow_cache_entry *e)
+{
+	__u64 packets = e->packets, bytes = e->bytes;
+	__u32 *gen;
+
+	e->packets = 0;
+	e->bytes = 0;
+	asm volatile("" ::: "memory");
+	xdir_count_many(&reason_stats, &xdir_key_flow_hit, packets, bytes);
+	xdir_count_many(&backend_stats, &e->backend_id, packets, bytes);
+	gen = bpf_map_lookup_elem(&vip_gens, &e->vip_id);
+	if (gen && *gen == e->vip_gen)
+		xdir_count_many(&vip_stats, &e->vip_id, packets, bytes);
+}
+
+/*
+ * Records the slow path's decision for this flow on this CPU. `epoch` is xdir_cache_epoch() as
+ * read before the slow path looked the VIP up: if the VIP was deleted after that lookup, the
+ * control plane moved the epoch on after the delete, so the entry is stale from then on.
+ */
 static __always_inline void xdir_flow_cache_fill(const struct flow_key *flow, const struct vip_meta *vip,
-						 __u32 backend_id, const __u8 mac[ETH_ALEN])
+						 __u32 backend_id, const __u8 mac[ETH_ALEN], __u32 epoch)
 {
 	const __u64 *k = (const __u64 *)flow;
-	struct xdir_flow_cache_entry *e;
+	struct flow_cache_entry *e;
 	__u32 slot = xdir_flow_cache_slot(k);
 
 	e = bpf_map_lookup_elem(&flow_cache, &slot);
 	if (!e)
 		return;
+	if (e->packets)
+		xdir_flow_cache_flush(e);
 	/* family 0 matches no parsed flow: the entry is void until its key is whole again. */
 	e->key.family = 0;
 	asm volatile("" ::: "memory"); /* keep the invalidation: the key copy below overwrites it */
 	e->checked = bpf_jiffies64();
 	e->vip_id = vip->vip_id;
 	e->vip_gen = vip->gen;
+	e->epoch = epoch;
 	e->backend_id = backend_id;
 	__builtin_memcpy(e->backend_mac, mac, ETH_ALEN);
 	asm volatile("" ::: "memory");

@@ -43,8 +43,9 @@ struct {
 
 /*
  * Generation of each VIP id (flow_cache.h): equal to vip_meta.gen while the VIP lives; the
- * control plane moves it on when it deletes the VIP or gives the id to another service, which
- * invalidates every cached flow of the old one. Pinned: ids and generations outlive a restart.
+ * control plane moves it on when it deletes the VIP or gives the id to another service. A flow
+ * cache entry's pending counts count for its VIP only while the two agree. Pinned: ids and
+ * generations outlive a restart.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -53,6 +54,21 @@ struct {
 	__uint(max_entries, XDIR_DEFAULT_MAX_VIPS);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } vip_gens SEC(".maps");
+
+/*
+ * The flow cache's epoch (flow_cache.h): one u32 that the control plane moves on whenever it moves
+ * any vip_gens entry on (a VIP deleted, an id given to another service). An entry is trusted only
+ * while the epoch is the one it was decided under, so those changes stop every cached flow at once
+ * (each then takes the slow path once). One global word, not the VIP's own generation, because the
+ * fast path reads it without first reading the entry's vip_id. Pinned, like vip_gens.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cache_epoch SEC(".maps");
 
 /* Real servers by backend id (the values in ring slots). */
 struct {

@@ -33,6 +33,17 @@ static __always_inline void xdir_count_at(void *map, const __u32 *key, __u64 byt
 	}
 }
 
+/* `packets` packets at once: the pending counts of a flow cache entry (flow_cache.h). */
+static __always_inline void xdir_count_many(void *map, const __u32 *key, __u64 packets, __u64 bytes)
+{
+	struct counter *c = bpf_map_lookup_elem(map, key);
+
+	if (c) {
+		c->packets += packets;
+		c->bytes += bytes;
+	}
+}
+
 /* A verdict reason (exactly one per packet) or an event (any number). */
 static __always_inline void xdir_count_reason(enum xdir_reason reason, __u64 bytes)
 {

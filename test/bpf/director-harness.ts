@@ -12,6 +12,7 @@ import {
   encodeVipKey, encodeVipMeta, nextVipGen, reasonCountersById, sumPerCpuCounter, type FlowKey, type FlowState, type ReasonName, type VipKey,
 } from '../../control/dataplane/xdp/codecs.js';
 import type { Counter } from '../../control/dataplane/dataplane.js';
+import { FLOW_HIT_ID, pendingFlowCacheCounts, withPending, type PendingCounts } from '../../control/dataplane/xdp/flow-cache-counts.js';
 
 export const OBJECT_PATH = fileURLToPath(new URL('../../bpf/director.bpf.o', import.meta.url));
 
@@ -73,11 +74,18 @@ export class TestDirector {
     if (!oldMeta || oldMeta.vipId !== vipId) {
       gen = nextVipGen(this.vipGen(vipId));
       this.obj.map('vip_gens').update(encodeU32(vipId), encodeU32(gen));
+      this.bumpCacheEpoch();
     }
     this.obj.map('vips').update(k, encodeVipMeta({ vipId, flags, gen }));
   }
 
-  /** Deletes the VIP as the control plane does: the entry, then its id's generation moves on. */
+  /** cache_epoch[0] + 1, as the control plane does after it moves a vip_gens entry on. */
+  bumpCacheEpoch(): void {
+    const m = this.obj.map('cache_epoch');
+    m.update(encodeU32(0), encodeU32((decodeU32(m.lookup(encodeU32(0))!) + 1) >>> 0));
+  }
+
+  /** Deletes the VIP as the control plane does: the entry, then its id's generation and the cache epoch move on. */
   removeVip(key: VipKey): void {
     const k = encodeVipKey(key);
     const old = this.obj.map('vips').lookup(k);
@@ -85,6 +93,7 @@ export class TestDirector {
     if (old) {
       const meta = decodeVipMeta(old);
       this.obj.map('vip_gens').update(encodeU32(meta.vipId), encodeU32(nextVipGen(meta.gen)));
+      this.bumpCacheEpoch();
     }
   }
 
@@ -119,24 +128,32 @@ export class TestDirector {
     return v ? decodeFlowState(v) : null;
   }
 
-  private counter(map: string, id: number): Counter {
+  /** A stats map's own counter, without the flow cache's pending counts. */
+  mapCounter(map: 'reason_stats' | 'vip_stats' | 'backend_stats', id: number): Counter {
     const v = this.obj.map(map).lookup(encodeU32(id));
     if (!v) throw new Error(`${map}[${id}] is missing`);
     return sumPerCpuCounter(v, 0, this.cpus);
   }
 
-  /** As user space shows them: `forwarded` derived (reasonCountersById). */
+  /** The flow cache's pending counts, which user space adds to the maps (flow-cache-counts.ts). */
+  pending(): PendingCounts {
+    return pendingFlowCacheCounts(this.obj.map('flow_cache').lookupAll(), this.cpus, (id) => this.vipGen(id));
+  }
+
+  /** As user space shows them: `forwarded` derived (reasonCountersById), pending flow hits added. */
   reasons(): Map<ReasonName, Counter> {
-    const byId = reasonCountersById(new Map(XDIR_REASON_NAMES.map((_, i) => [i, this.counter('reason_stats', i)])));
+    const raw = new Map(XDIR_REASON_NAMES.map((_, i) => [i, this.mapCounter('reason_stats', i)]));
+    raw.set(FLOW_HIT_ID, withPending(raw.get(FLOW_HIT_ID)!, this.pending().flowHit));
+    const byId = reasonCountersById(raw);
     return new Map(XDIR_REASON_NAMES.map((name, i) => [name, byId.get(i)!]));
   }
 
   vipCounter(vipId: number): Counter {
-    return this.counter('vip_stats', vipId);
+    return withPending(this.mapCounter('vip_stats', vipId), this.pending().vips.get(vipId));
   }
 
   backendCounter(backendId: number): Counter {
-    return this.counter('backend_stats', backendId);
+    return withPending(this.mapCounter('backend_stats', backendId), this.pending().backends.get(backendId));
   }
 }
 

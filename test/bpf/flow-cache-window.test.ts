@@ -81,6 +81,16 @@ privilegedTest('with a 0.5 s cache window and a 2 s idle timeout, an active flow
     assert.ok(sent > 100, `only ${sent} packets were sent`);
     assert.equal(moved, [], `packets left the flow's backend at these ms after the swap: ${moved.slice(0, 10).join(', ')}`);
     assert.is(reasonDelta(before, d.reasons())['flow-new'] ?? 0, 0, 'the flow was never picked again');
+
+    // Counters: cache hits are pending in the flow cache entry and move into the stats maps at
+    // each refill (every 0.5 s here). Maps + pending are exact; the maps alone hold what the
+    // refills moved (all but the packets since the last one).
+    const all = BigInt(sent + 1);
+    assert.is(d.vipCounter(0).packets, all, 'the service counted every packet');
+    assert.is(d.backendCounter(0).packets, all, 'the backend counted every packet');
+    const inMaps = d.mapCounter('vip_stats', 0).packets;
+    assert.ok(inMaps > 1n && inMaps <= all, `refills moved pending counts into vip_stats (${inMaps} of ${all})`);
+    assert.is(d.mapCounter('backend_stats', 0).packets, inMaps, 'and into backend_stats alike');
   } finally {
     d.close();
   }

@@ -368,7 +368,11 @@ privilegedTest('deleting a VIP stops its established flows at once (flow cache t
     assertPassedUnchanged(d, tcp4({ dst: vipA, sport: 48000 }), 'old VIP, id reused');
     assertForwarded(d, tcp4({ dst: vipB, sport: 48000, flags: TCP_FLAGS.SYN }), macOf(3), 'new VIP on the reused id');
     assertForwarded(d, tcp4({ dst: vipB, sport: 48000 }), macOf(3), 'new VIP, established');
-    assert.is(d.vipCounter(id).packets, 4n + 2n, 'vip_stats[id]: 4 packets of the old VIP (the harness does not reset it on reuse) + 2');
+    // The old VIP's SYN went straight into vip_stats (the harness, unlike the control plane, does
+    // not reset it on reuse); its 3 cached packets were pending in the flow cache and died with
+    // the VIP's generation: the new service on the id counts none of them.
+    assert.is(d.vipCounter(id).packets, 1n + 2n, 'vip_stats[id]: the old SYN + the new service\'s 2 packets');
+    assert.is(d.backendCounter(2).packets >= 4n, true, 'the old VIP\'s packets still count for their backend');
   } finally {
     d.removeVip({ vip: vipB, port: 80, protocol: 'tcp' });
   }

@@ -463,9 +463,11 @@ function vipGenerations(pinRoot: string): Map<string, { vipId: number; gen: numb
   }
 }
 
-privilegedTest('repair() gives a VIP whose generation was edited by hand a fresh one (its flows use the flow cache again)', () => withDataplane(async ({ dp, pinRoot }) => {
+privilegedTest('repair() gives a VIP whose generation was edited by hand a fresh one (its cached flows count for it again)', () => withDataplane(async ({ dp, pinRoot }) => {
   await dp.apply(STATE);
   const web = vipGenerations(pinRoot).get(serviceKey(WEB))!;
+  const epoch = BpfMap.fromPin(`${pinRoot}/cache_epoch`);
+  const epochBefore = decodeU32(epoch.lookup(encodeU32(0))!);
   const gens = BpfMap.fromPin(`${pinRoot}/vip_gens`);
   try {
     gens.update(encodeU32(web.vipId), encodeU32(web.gen + 7)); // vip_gens moved on by hand; vips still says web.gen
@@ -479,6 +481,8 @@ privilegedTest('repair() gives a VIP whose generation was edited by hand a fresh
   assert.is.not(fixed.gen, web.gen, 'with a generation the stale cached flows do not carry');
   assert.is.not(fixed.gen, web.gen + 7, 'and not the hand-written one either');
   for (const [key, g] of after) assert.is(g.gen, g.current, `${key}: a live VIP's generation`);
+  assert.is.not(decodeU32(epoch.lookup(encodeU32(0))!), epochBefore, 'the cache epoch moved on: cached flows are decided again');
+  epoch.close();
 }));
 
 privilegedTest('removing a service stops its established flows at once, also those the program\'s flow cache holds, across a restart', async () => {

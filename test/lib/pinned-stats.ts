@@ -4,7 +4,7 @@
  * without going through the director process.
  */
 import { join } from 'node:path';
-import { XDIR_REASON_NAMES } from '../../control/dataplane/xdp/codecs.js';
+import { LAYOUT, XDIR_REASON_NAMES } from '../../control/dataplane/xdp/codecs.js';
 import { formatAddress } from '../../control/model/address.js';
 import { run } from './netns.js';
 
@@ -40,17 +40,29 @@ export interface PinnedStats {
 }
 
 export async function readPinnedStats(pinRoot: string): Promise<PinnedStats> {
+  // The maps, then the flow cache (its entries hold the fast path's pending counts; see
+  // control/dataplane/xdp/flow-cache-counts.ts).
   const [reasons, backendStats, backends] = await Promise.all([
     dump(pinRoot, 'reason_stats'), dump(pinRoot, 'backend_stats'), dump(pinRoot, 'backends'),
   ]);
+  const cache = await dump(pinRoot, 'flow_cache');
   const out: PinnedStats = { reasons: {}, backends: {} };
   for (const e of reasons) {
     const id = bytes(e.key).readUInt32LE(0);
     out.reasons[XDIR_REASON_NAMES[id] ?? `reason-${id}`] = packets(e);
   }
+  const byId = new Map(backendStats.map((e) => [bytes(e.key).readUInt32LE(0), packets(e)]));
+  const E = LAYOUT.flow_cache_entry.fields;
+  for (const v of cache.flatMap((e) => e.values ?? [])) {
+    const entry = bytes(v.value);
+    const n = Number(entry.readBigUInt64LE(E.packets));
+    if (n === 0) continue;
+    out.reasons['flow-hit'] = (out.reasons['flow-hit'] ?? 0) + n;
+    const id = entry.readUInt32LE(E.backend_id);
+    byId.set(id, (byId.get(id) ?? 0) + n);
+  }
   // The program does not count `forwarded`; it is flow-hit + flow-new (codecs.ts reasonCountersById).
   out.reasons.forwarded = (out.reasons['flow-hit'] ?? 0) + (out.reasons['flow-new'] ?? 0);
-  const byId = new Map(backendStats.map((e) => [bytes(e.key).readUInt32LE(0), packets(e)]));
   for (const b of backends) {
     const a = b.value ? backendAddress(bytes(b.value)) : null;
     if (a === null) continue;

@@ -18,6 +18,10 @@ export const LAYOUT = {
   backend: { size: 24, fields: { addr: 0, mac: 16, family: 22, flags: 23 } },
   flow_key: { size: 40, fields: { src: 0, dst: 16, sport: 32, dport: 34, proto: 36, family: 37, pad: 38 } },
   flow_state: { size: 24, fields: { last_seen_ns: 0, backend_id: 8, backend_mac: 12, flags: 18, pad: 19 } },
+  flow_cache_entry: {
+    size: 88,
+    fields: { key: 0, checked: 40, packets: 48, bytes: 56, vip_id: 64, vip_gen: 68, backend_id: 72, epoch: 76, backend_mac: 80, pad: 86 },
+  },
   counter: { size: 16, fields: { packets: 0, bytes: 8 } },
 } as const;
 

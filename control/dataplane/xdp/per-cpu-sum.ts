@@ -25,10 +25,6 @@ function u64(lo: number, hi: number): bigint {
 }
 
 /**
- * Sums a batch read of a per-CPU `struct counter { u64 packets; u64 bytes; }` array (keys u32 ids,
- * `cpus` 16-byte values per entry) and names each id; ids without a name are skipped.
- */
-/**
  * What the previous read of one map summed, by id: an entry whose sums did not move keeps its
  * Counter object (no bigints made), which is most entries at any moment (idle VIPs and backends).
  */
@@ -54,9 +50,15 @@ export class PerCpuSumMemo {
   }
 }
 
+/**
+ * Sums a batch read of a per-CPU `struct counter { u64 packets; u64 bytes; }` array (keys u32 ids,
+ * `cpus` 16-byte values per entry) and names each id; ids without a name are skipped. `adjust`
+ * sees every named id's sum and returns what to report (readStats adds the flow cache's pending
+ * counts there).
+ */
 export function sumPerCpuCountersNamed(
   batch: { keys: Buffer; values: Buffer; count: number }, cpus: number, nameOf: (id: number) => string | undefined,
-  memo?: PerCpuSumMemo,
+  memo?: PerCpuSumMemo, adjust?: (id: number, c: Counter) => Counter,
 ): Map<string, Counter> {
   const out = new Map<string, Counter>();
   const { keys, values, count } = batch;
@@ -79,13 +81,12 @@ export function sumPerCpuCountersNamed(
         bLo += values.readUInt32LE(w * 4 + 8); bHi += values.readUInt32LE(w * 4 + 12);
       }
     }
-    if (pLo + pHi + bLo + bHi === 0) { out.set(name, ZERO); continue; }
-    let c = memo?.get(id, pLo, pHi, bLo, bHi);
+    let c = pLo + pHi + bLo + bHi === 0 ? ZERO : memo?.get(id, pLo, pHi, bLo, bHi);
     if (!c) {
       c = { packets: u64(pLo, pHi), bytes: u64(bLo, bHi) };
       memo?.set(id, pLo, pHi, bLo, bHi, c);
     }
-    out.set(name, c);
+    out.set(name, adjust ? adjust(id, c) : c);
   }
   return out;
 }

@@ -19,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultPinRoot } from './pin-root.js';
 import { PerCpuSumMemo, sumPerCpuCountersNamed } from './per-cpu-sum.js';
+import { FLOW_HIT_ID, PendingHold, pendingFlowCacheCounts, withPending } from './flow-cache-counts.js';
 import {
   BpfError, BpfMap, BpfObject, attachXdp, detachXdp, possibleCpus, type BpfProgram,
 } from '../../bpf/index.js';
@@ -163,6 +164,10 @@ export class XdpDataplane implements Dataplane {
   /** The last counter read per map (readStats): unchanged entries keep their Counter objects. */
   private readonly vipSums = new PerCpuSumMemo();
   private readonly backendSums = new PerCpuSumMemo();
+  /** Keeps readStats monotonic while the program flushes pending counts (flow-cache-counts.ts). */
+  private readonly reasonHold = new PendingHold();
+  private readonly vipHold = new PendingHold();
+  private readonly backendHold = new PendingHold();
 
   constructor(private readonly opts: XdpDataplaneOptions) {
     this.ringSize = opts.ringSize ?? XDP_DEFAULTS.ringSize;
@@ -294,10 +299,11 @@ export class XdpDataplane implements Dataplane {
   }
 
   /**
-   * A vips entry whose generation is not its id's vip_gens value still forwards, but none of its
-   * flows can use the flow cache (docs/decisions/0005), and no plan rewrites it (its id and flags are
-   * right). Only a hand edit or a crash between the two writes leaves one; give the id a fresh
-   * generation and the entry that generation, in that order.
+   * A vips entry whose generation is not its id's vip_gens value still forwards, but the packets
+   * its flows forward from the flow cache count for no service (docs/decisions/0005), and no plan
+   * rewrites it (its id and flags are right). Only a hand edit or a crash between the two writes
+   * leaves one; give the id a fresh generation and the entry that generation, in that order, then
+   * move the cache epoch on so cached flows are decided again under it.
    */
   private repairGenerations(): void {
     const o = this.object;
@@ -319,8 +325,9 @@ export class XdpDataplane implements Dataplane {
       fixed.push(`${serviceKey(decodeVipKey(key))}: generation ${meta.gen}, vip_gens[${meta.vipId}] ${live} -> ${gen}`);
     }
     if (fixed.length > 0) {
+      this.bumpCacheEpoch();
       log.warn({ fixed: fixed.slice(0, 20), count: fixed.length },
-        'VIP generations differed from vip_gens (changed by hand?); gave those VIPs fresh ones so their flows use the flow cache again');
+        'VIP generations differed from vip_gens (changed by hand?); gave those VIPs fresh ones so their cached flows count for them again');
     }
   }
 
@@ -495,8 +502,10 @@ export class XdpDataplane implements Dataplane {
     m.updateBatch(Buffer.concat(sets.map((op) => encodeU32(op.id))), Buffer.concat(sets.map((op) => encodeBackend(op.entry))), sets.length);
   }
 
-  private resetStats(mapName: string, ids: readonly number[]): void {
+  private resetStats(mapName: 'vip_stats' | 'backend_stats', ids: readonly number[]): void {
     if (ids.length === 0) return;
+    const hold = mapName === 'vip_stats' ? this.vipHold : this.backendHold;
+    for (const id of ids) hold.forget(id);
     const m = this.object.map(mapName);
     const zero = zeroPerCpuCounter(possibleCpus());
     m.updateBatch(Buffer.concat(ids.map((id) => encodeU32(id))), Buffer.alloc(zero.length * ids.length), ids.length);
@@ -574,16 +583,27 @@ export class XdpDataplane implements Dataplane {
     gens.updateBatch(Buffer.concat(genKeys), Buffer.concat(genValues), genKeys.length);
     vips.updateBatch(Buffer.concat(vipKeys), Buffer.concat(vipValues), vipKeys.length);
     gens.updateBatch(Buffer.concat(bumpKeys), Buffer.concat(bumpValues), bumpKeys.length);
+    if (bumpKeys.length > 0) this.bumpCacheEpoch();
+  }
+
+  /**
+   * Moves cache_epoch on, after a vip_gens entry was moved on (a VIP deleted, or an id taken from
+   * a service): every cached flow then takes the slow path once, so the old VIP's stop at once.
+   */
+  private bumpCacheEpoch(): void {
+    const m = this.object.map('cache_epoch');
+    const now = m.lookup(encodeU32(0));
+    m.update(encodeU32(0), encodeU32(((now ? decodeU32(now) : 0) + 1) >>> 0));
   }
 
   private execute(op: MapOp): void {
     const o = this.object;
     switch (op.kind) {
       case 'backend-stats-reset':
-        o.map('backend_stats').update(encodeU32(op.id), zeroPerCpuCounter(possibleCpus()));
+        this.resetStats('backend_stats', [op.id]);
         break;
       case 'vip-stats-reset':
-        o.map('vip_stats').update(encodeU32(op.id), zeroPerCpuCounter(possibleCpus()));
+        this.resetStats('vip_stats', [op.id]);
         break;
       case 'backend-set':
         o.map('backends').update(encodeU32(op.id), encodeBackend(op.entry));
@@ -622,18 +642,22 @@ export class XdpDataplane implements Dataplane {
         }
         o.map('vips').update(key, encodeVipMeta({ vipId: op.vipId, flags: op.flags, gen }));
         // (The planner keeps a key's id; should the key ever move to another id, the old id's flows end too.)
-        if (oldMeta && oldMeta.vipId !== op.vipId) o.map('vip_gens').update(encodeU32(oldMeta.vipId), encodeU32(genAfter(this.vipGen(oldMeta.vipId), oldMeta.gen)));
+        if (oldMeta && oldMeta.vipId !== op.vipId) {
+          o.map('vip_gens').update(encodeU32(oldMeta.vipId), encodeU32(genAfter(this.vipGen(oldMeta.vipId), oldMeta.gen)));
+          this.bumpCacheEpoch();
+        }
         break;
       }
       case 'vip-delete': {
-        // After the entry is gone, move the id's generation on: the program's per-CPU flow cache
-        // checks it on every hit, so the deleted VIP's cached flows stop here (flow_cache.h).
+        // After the entry is gone, move the id's generation on (its cached pending counts are no
+        // longer the VIP's), then the cache epoch: the deleted VIP's cached flows stop here (flow_cache.h).
         const key = encodeVipKey(op.key);
         const old = o.map('vips').lookup(key);
         o.map('vips').delete(key);
         if (old) {
           const meta = decodeVipMeta(old);
           o.map('vip_gens').update(encodeU32(meta.vipId), encodeU32(genAfter(this.vipGen(meta.vipId), meta.gen)));
+          this.bumpCacheEpoch();
         }
         break;
       }
@@ -764,18 +788,28 @@ export class XdpDataplane implements Dataplane {
     const o = this.object;
     const cpus = possibleCpus();
     const takenAtMs = Date.now();
+    // The maps first, then the flow cache's pending counts (see flow-cache-counts.ts for why).
+    const reasonSums = sumPerCpuCounters(o.map('reason_stats').lookupAll(), cpus);
+    const vipBatch = o.map('vip_stats').lookupAll();
+    const backendBatch = o.map('backend_stats').lookupAll();
+    const gens = o.map('vip_gens').lookupAll();
+    const pending = pendingFlowCacheCounts(o.map('flow_cache').lookupAll(), cpus,
+      (id) => (id < gens.count ? gens.values.readUInt32LE(id * 4) : undefined));
+
     const reasons = new Map<string, Counter>();
-    for (const [id, c] of reasonCountersById(sumPerCpuCounters(o.map('reason_stats').lookupAll(), cpus))) {
+    reasonSums.set(FLOW_HIT_ID, withPending(reasonSums.get(FLOW_HIT_ID) ?? { packets: 0n, bytes: 0n }, pending.flowHit));
+    for (const [id, c] of reasonCountersById(reasonSums)) {
       const name = XDIR_REASON_NAMES[id];
-      if (name !== undefined) reasons.set(name, c);
+      if (name !== undefined) reasons.set(name, this.reasonHold.report(id, c, true));
     }
-    return {
-      takenAtMs,
-      dataplane: 'xdp',
-      services: sumPerCpuCountersNamed(o.map('vip_stats').lookupAll(), cpus, (id) => this.state.vipIds.keyOf(id), this.vipSums),
-      backends: sumPerCpuCountersNamed(o.map('backend_stats').lookupAll(), cpus, (id) => this.state.backendIds.keyOf(id), this.backendSums),
-      reasons,
-    };
+    const services = sumPerCpuCountersNamed(vipBatch, cpus, (id) => this.state.vipIds.keyOf(id), this.vipSums,
+      (id, c) => this.vipHold.report(id, withPending(c, pending.vips.get(id)), pending.vips.has(id)));
+    const backends = sumPerCpuCountersNamed(backendBatch, cpus, (id) => this.state.backendIds.keyOf(id), this.backendSums,
+      (id, c) => this.backendHold.report(id, withPending(c, pending.backends.get(id)), pending.backends.has(id)));
+    this.reasonHold.endReading();
+    this.vipHold.endReading();
+    this.backendHold.endReading();
+    return { takenAtMs, dataplane: 'xdp', services, backends, reasons };
   }
 
   private stopTimer(): void {
