@@ -85,9 +85,10 @@ struct flow_cache_entry {
 	__u32 vip_id;
 	__u32 vip_gen;       /* vip_meta.gen when decided; the pending counts are the VIP's while vip_gens[vip_id] equals it */
 	__u32 backend_id;
+	__u32 backend_gen;   /* backend_gens[backend_id] when decided; the pending counts are the backend's while it is current */
 	__u32 epoch;         /* cache_epoch when decided; the entry is trusted only while it is current */
 	__u8 backend_mac[6];
-	__u8 pad[2];
+	__u8 pad[6];
 };
 
 /* Per-CPU packet and byte counter; user space sums the CPUs. */
@@ -139,15 +140,19 @@ enum xdir_reason {
  *                  vip_gens[id] when it gives the id to a new service (before writing its vips entry,
  *                  with the new value as vip_meta.gen) and when it deletes a VIP (after deleting the
  *                  vips entry). A flow cache entry's pending counts are its VIP's only while its
- *                  vip_gen is current, so a reused id inherits none of a deleted VIP's counts;
- *                  every such change also moves cache_epoch on, which stops all cached flows.
+ *                  vip_gen is current, so a reused id inherits none of a deleted VIP's counts.
  *   rings          HASH_OF_MAPS  __u32 vip_id   -> inner ARRAY[1] of __u32[ring_size] (backend ids)
  *                  A VIP's ring is replaced whole: user space builds a new inner map, fills it, and
  *                  swaps it into `rings` with one update, so packets never see a half-written ring.
  *   cache_epoch    ARRAY         __u32 0 -> __u32 epoch                          max_entries = 1
- *                  User space adds 1 whenever it moves any vip_gens entry on (after that write). A
- *                  flow cache entry is trusted only under the epoch it was decided in.
+ *                  User space adds 1 after it deletes a VIP or takes an id from a service (after the
+ *                  vips and vip_gens writes). A flow cache entry is trusted only under the epoch it
+ *                  was decided in. (An id given to a new service needs no bump: its old VIP's
+ *                  deletion made one.)
  *   backends       ARRAY         __u32 backend_id -> struct backend              max_entries = max_backends
+ *   backend_gens   ARRAY         __u32 backend_id -> __u32 generation            max_entries = max_backends
+ *                  User space adds 1 when it gives the id to another real server, before zeroing
+ *                  its backend_stats; flow cache entries of an older generation count for no backend.
  *   flows          LRU_HASH (BPF_F_NO_COMMON_LRU: per-CPU LRU lists) struct flow_key -> struct flow_state
  *   vip_stats      PERCPU_ARRAY  __u32 vip_id -> struct counter                  max_entries = max_vips
  *   backend_stats  PERCPU_ARRAY  __u32 backend_id -> struct counter              max_entries = max_backends
@@ -155,10 +160,11 @@ enum xdir_reason {
  *   flow_cache     PERCPU_ARRAY  __u32 slot -> struct flow_cache_entry            max_entries = 4096 (per CPU)
  *                  A per-CPU copy of recent `flows` decisions (flow_cache.h). The fast path counts
  *                  into the entry, not into the stats maps: an entry's packets/bytes are pending
- *                  FLOW_HIT counts of its backend_id, and of its vip_id while vip_gen is current.
- *                  The program moves them into the stats maps when the slot is refilled; a reader
- *                  of the counters adds the pending counts of every entry (codecs.ts
- *                  pendingFlowCacheCounts). Pinned so pending counts survive a restart.
+ *                  FLOW_HIT counts, of its backend_id while backend_gen is current and of its
+ *                  vip_id while vip_gen is current. The program moves them into the stats maps
+ *                  when the slot is refilled; a reader of the counters adds the pending counts of
+ *                  every entry (control/dataplane/xdp/flow-cache-counts.ts). Pinned so pending
+ *                  counts survive a restart.
  * Load-time constants (.rodata): ring_size, flow_idle_timeout_ns, flow_closing_timeout_ns,
  * flow_cache_off (non-zero: no per-CPU flow cache; benches use it to measure the slow path).
  * Backend id 0 and vip id 0 are valid; an unused ring slot cannot exist (rings are always full).

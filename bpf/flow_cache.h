@@ -21,9 +21,9 @@
  *   Every other cached flow takes the slow path once and is cached again.
  *
  * Counting (docs/decisions/0006): a hit adds to the entry's own packets/bytes, not to the stats
- * maps. Those are pending FLOW_HIT counts of the entry's backend_id, and of its vip_id while the
- * entry's vip_gen equals vip_gens[vip_id] (a deleted VIP's counts die with it; its reused id
- * gets none). The slow path moves them into the stats maps when it refills the slot; user space
+ * maps. Those are pending FLOW_HIT counts, of the entry's backend_id while its backend_gen equals
+ * backend_gens[backend_id], and of its vip_id while its vip_gen equals vip_gens[vip_id] (a deleted
+ * VIP's counts die with it; a reused VIP or backend id gets none). The slow path moves them into the stats maps when it refills the slot; user space
  * adds every entry's pending counts to the maps when it reads them, so counters stay exact.
  * - Only for packets that change nothing: a TCP packet with SYN, FIN or RST always takes the slow
  *   path, so the CLOSING mark, the closing timeout and "SYN on a CLOSING flow picks again" are
@@ -55,7 +55,7 @@
 #include "maps.h"
 #include "stats.h"
 
-/* reason_stats key of the fast path's counts, in .rodata (see xdir_count_at in stats.h). */
+/* Constant map keys in .rodata: the inlined array lookups read them without a stack store. */
 static const __u32 xdir_key_flow_hit = XDIR_EV_FLOW_HIT;
 static const __u32 xdir_key_zero = 0;
 
@@ -122,7 +122,7 @@ static __always_inline __u32 xdir_cache_epoch(void)
 	return epoch ? *epoch : 0;
 }
 
-/* The cached decision for this flow, or NULL (absent, aged out, or its VIP is gone). */
+/* The cached decision for this flow, or NULL (absent, aged out, or the cache epoch moved on). */
 static __always_inline struct flow_cache_entry *xdir_flow_cache_find(const struct flow_key *flow)
 {
 	const __u64 *k = (const __u64 *)flow;
@@ -138,12 +138,14 @@ static __always_inline struct flow_cache_entry *xdir_flow_cache_find(const struc
 }
 
 /*
- * Moves an entry's pending counts into the stats maps: FLOW_HIT and the backend always, the VIP
- * only while the entry's generation is its VIP's (a deleted VIP's counters are gone; its id may
- * already count for another service). The same rule as user space's (codecs.ts
- * pendingFlowCacheCounts). Out of the entry first, then into the maps: a reader that sums the maps
- * before the entries may miss these counts for one reading, but never counts them twice; user
- * space keeps what it reports monotonic.
+ * Moves an entry's pending counts into the stats maps: FLOW_HIT always, the backend and the VIP
+ * only while the entry's generations are theirs (a deleted VIP's counters are gone, and its id, or
+ * a removed backend's, may already count for another). The same rule as user space's
+ * (control/dataplane/xdp/flow-cache-counts.ts). Out of the entry first, then into the maps: a
+ * reader that sums the maps before the entries may miss these counts for one reading, but never
+ * counts them twice (x86 keeps the stores in order); user space keeps what it reports monotonic.
+ * Not safe where one XDP run can preempt another on the same CPU (PREEMPT_RT): a hit's add could
+ * interleave with the flush and be lost or doubled (docs/decisions/0006).
  */
 static __always_inline void xdir_flow_cache_flush(struct flow_cache_entry *e)
 {
@@ -154,7 +156,9 @@ static __always_inline void xdir_flow_cache_flush(struct flow_cache_entry *e)
 	e->bytes = 0;
 	asm volatile("" ::: "memory");
 	xdir_count_many(&reason_stats, &xdir_key_flow_hit, packets, bytes);
-	xdir_count_many(&backend_stats, &e->backend_id, packets, bytes);
+	gen = bpf_map_lookup_elem(&backend_gens, &e->backend_id);
+	if (gen && *gen == e->backend_gen)
+		xdir_count_many(&backend_stats, &e->backend_id, packets, bytes);
 	gen = bpf_map_lookup_elem(&vip_gens, &e->vip_id);
 	if (gen && *gen == e->vip_gen)
 		xdir_count_many(&vip_stats, &e->vip_id, packets, bytes);
@@ -171,6 +175,7 @@ static __always_inline void xdir_flow_cache_fill(const struct flow_key *flow, co
 	const __u64 *k = (const __u64 *)flow;
 	struct flow_cache_entry *e;
 	__u32 slot = xdir_flow_cache_slot(k);
+	__u32 *bgen;
 
 	e = bpf_map_lookup_elem(&flow_cache, &slot);
 	if (!e)
@@ -185,6 +190,8 @@ static __always_inline void xdir_flow_cache_fill(const struct flow_key *flow, co
 	e->vip_gen = vip->gen;
 	e->epoch = epoch;
 	e->backend_id = backend_id;
+	bgen = bpf_map_lookup_elem(&backend_gens, &backend_id);
+	e->backend_gen = bgen ? *bgen : 0;
 	__builtin_memcpy(e->backend_mac, mac, ETH_ALEN);
 	asm volatile("" ::: "memory");
 	__builtin_memcpy(&e->key, flow, sizeof(e->key));

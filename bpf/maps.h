@@ -56,8 +56,21 @@ struct {
 } vip_gens SEC(".maps");
 
 /*
- * The flow cache's epoch (flow_cache.h): one u32 that the control plane moves on whenever it moves
- * any vip_gens entry on (a VIP deleted, an id given to another service). An entry is trusted only
+ * Generation of each backend id (flow_cache.h): the control plane moves it on when it gives the
+ * id to another real server (before zeroing its backend_stats). A flow cache entry's pending
+ * counts are its backend's only while its backend_gen is current, so a reused id starts at zero.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, XDIR_DEFAULT_MAX_BACKENDS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} backend_gens SEC(".maps");
+
+/*
+ * The flow cache's epoch (flow_cache.h): one u32 that the control plane moves on after it deletes a
+ * VIP or takes an id from a service (and after repairing generations). An entry is trusted only
  * while the epoch is the one it was decided under, so those changes stop every cached flow at once
  * (each then takes the slow path once). One global word, not the VIP's own generation, because the
  * fast path reads it without first reading the entry's vip_id. Pinned, like vip_gens.

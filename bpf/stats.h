@@ -18,22 +18,8 @@ static __always_inline void xdir_count(void *map, __u32 key, __u64 bytes)
 	}
 }
 
-/*
- * The same, with the key read from memory that is not the stack: a map value (a flow cache
- * entry's ids) or .rodata. The inlined array lookup loads its key through the pointer; a key just
- * stored to the stack would wait for store-to-load forwarding on the fast path's critical path.
- */
-static __always_inline void xdir_count_at(void *map, const __u32 *key, __u64 bytes)
-{
-	struct counter *c = bpf_map_lookup_elem(map, key);
-
-	if (c) {
-		c->packets += 1;
-		c->bytes += bytes;
-	}
-}
-
-/* `packets` packets at once: the pending counts of a flow cache entry (flow_cache.h). */
+/* `packets` packets at once: the pending counts of a flow cache entry (flow_cache.h). The key is
+ * read through the pointer (a map value or .rodata), not stored to the stack first. */
 static __always_inline void xdir_count_many(void *map, const __u32 *key, __u64 packets, __u64 bytes)
 {
 	struct counter *c = bpf_map_lookup_elem(map, key);

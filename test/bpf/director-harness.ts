@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { BpfMap, BpfObject, possibleCpus } from '../../control/bpf/object.js';
 import {
   XDIR_REASON_NAMES, decodeFlowState, decodeU32, decodeVipMeta, encodeBackend, encodeFlowKey, encodeRing, encodeU32,
-  encodeVipKey, encodeVipMeta, nextVipGen, reasonCountersById, sumPerCpuCounter, type FlowKey, type FlowState, type ReasonName, type VipKey,
+  encodeVipKey, encodeVipMeta, nextVipGen, reasonCountersById, sumPerCpuCounter, zeroPerCpuCounter, type FlowKey, type FlowState, type ReasonName, type VipKey,
 } from '../../control/dataplane/xdp/codecs.js';
 import type { Counter } from '../../control/dataplane/dataplane.js';
 import { FLOW_HIT_ID, pendingFlowCacheCounts, withPending, type PendingCounts } from '../../control/dataplane/xdp/flow-cache-counts.js';
@@ -43,7 +43,7 @@ export class TestDirector {
     this.obj = BpfObject.open({
       objectPath: o.objectPath ?? OBJECT_PATH,
       pinRoot,
-      maxEntries: { vips: 64, vip_gens: 64, rings: 64, backends: 64, vip_stats: 64, backend_stats: 64, flows: 65536 },
+      maxEntries: { vips: 64, vip_gens: 64, rings: 64, backends: 64, vip_stats: 64, backend_stats: 64, backend_gens: 64, flows: 65536 },
       innerValueSize: { rings: 4 * this.ringSize },
       rodata,
     });
@@ -74,12 +74,15 @@ export class TestDirector {
     if (!oldMeta || oldMeta.vipId !== vipId) {
       gen = nextVipGen(this.vipGen(vipId));
       this.obj.map('vip_gens').update(encodeU32(vipId), encodeU32(gen));
-      this.bumpCacheEpoch();
     }
     this.obj.map('vips').update(k, encodeVipMeta({ vipId, flags, gen }));
+    if (oldMeta && oldMeta.vipId !== vipId) {
+      this.obj.map('vip_gens').update(encodeU32(oldMeta.vipId), encodeU32(nextVipGen(this.vipGen(oldMeta.vipId))));
+      this.bumpCacheEpoch();
+    }
   }
 
-  /** cache_epoch[0] + 1, as the control plane does after it moves a vip_gens entry on. */
+  /** cache_epoch[0] + 1, as the control plane does after it deletes a VIP or takes an id from one. */
   bumpCacheEpoch(): void {
     const m = this.obj.map('cache_epoch');
     m.update(encodeU32(0), encodeU32((decodeU32(m.lookup(encodeU32(0))!) + 1) >>> 0));
@@ -99,6 +102,13 @@ export class TestDirector {
 
   vipGen(vipId: number): number {
     return decodeU32(this.obj.map('vip_gens').lookup(encodeU32(vipId))!);
+  }
+
+  /** Gives backend id `id` to another server as the control plane does: generation on, then stats zeroed. */
+  reuseBackendId(id: number): void {
+    const m = this.obj.map('backend_gens');
+    m.update(encodeU32(id), encodeU32(nextVipGen(decodeU32(m.lookup(encodeU32(id))!))));
+    this.obj.map('backend_stats').update(encodeU32(id), zeroPerCpuCounter(this.cpus));
   }
 
   setBackend(id: number, address: string, mac: string | null): void {
@@ -137,7 +147,11 @@ export class TestDirector {
 
   /** The flow cache's pending counts, which user space adds to the maps (flow-cache-counts.ts). */
   pending(): PendingCounts {
-    return pendingFlowCacheCounts(this.obj.map('flow_cache').lookupAll(), this.cpus, (id) => this.vipGen(id));
+    const gen = (map: string) => (id: number) => {
+      const v = this.obj.map(map).lookup(encodeU32(id));
+      return v ? decodeU32(v) : undefined;
+    };
+    return pendingFlowCacheCounts(this.obj.map('flow_cache').lookupAll(), this.cpus, { vip: gen('vip_gens'), backend: gen('backend_gens') });
   }
 
   /** As user space shows them: `forwarded` derived (reasonCountersById), pending flow hits added. */

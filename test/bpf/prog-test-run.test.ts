@@ -378,6 +378,20 @@ privilegedTest('deleting a VIP stops its established flows at once (flow cache t
   }
 });
 
+privilegedTest('a backend id given to another server starts from zero: packets the old one forwarded from the flow cache are not its', () => {
+  assertForwarded(d, tcp4({ sport: 49000, flags: TCP_FLAGS.SYN }), macOf(0), 'SYN');
+  for (let i = 0; i < 3; i++) assertForwarded(d, tcp4({ sport: 49000 }), macOf(0), `established ${i}`);
+  assert.ok(d.pending().backends.get(0)!.packets >= 3n, 'the cache hits are pending in the flow cache');
+  d.reuseBackendId(0); // as the control plane does: backend_gens[0] moves on, backend_stats[0] zeroed
+  assert.equal(d.backendCounter(0), { packets: 0n, bytes: 0n }, 'the reused id shows nothing of the old server');
+  // The next packet refills the slot (the epoch moved on): the old pending counts leave the entry
+  // and, being of another generation, go to no backend; the packet itself counts.
+  d.bumpCacheEpoch();
+  const ack = tcp4({ sport: 49000 });
+  assertForwarded(d, ack, macOf(0), 'after the reuse');
+  assert.equal(d.backendCounter(0), { packets: 1n, bytes: BigInt(ack.length) }, 'only what came after the reuse');
+});
+
 privilegedTest('HASH_SRC_ONLY sends all of a client\'s flows to one backend', () => {
   const ring = new Uint32Array(d.ringSize);
   for (let i = 0; i < ring.length; i++) ring[i] = i % 2;

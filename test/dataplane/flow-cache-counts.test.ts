@@ -10,7 +10,7 @@ import { PendingHold, pendingFlowCacheCounts } from '../../control/dataplane/xdp
 
 const E = LAYOUT.flow_cache_entry.fields;
 
-interface Entry { packets: number; bytes: number; vipId: number; vipGen: number; backendId: number }
+interface Entry { packets: number; bytes: number; vipId: number; vipGen: number; backendId: number; backendGen?: number }
 
 /** A batch read of a per-CPU flow_cache: entries[slot][cpu]. */
 function batch(entries: (Entry | null)[][], cpus: number): { values: Buffer; count: number } {
@@ -24,20 +24,23 @@ function batch(entries: (Entry | null)[][], cpus: number): { values: Buffer; cou
     values.writeUInt32LE(e.vipId, at + E.vip_id);
     values.writeUInt32LE(e.vipGen, at + E.vip_gen);
     values.writeUInt32LE(e.backendId, at + E.backend_id);
+    values.writeUInt32LE(e.backendGen ?? 1, at + E.backend_gen);
   }));
   return { values, count: entries.length };
 }
 
-test('pending counts: every entry counts for its backend and FLOW_HIT, for its VIP only at the VIP\'s generation', () => {
+test('pending counts: every entry counts for FLOW_HIT, for its VIP and backend only at their generations', () => {
   const gens = new Map([[0, 5], [1, 7]]);
+  const backendGens = new Map([[10, 1], [11, 1], [12, 1], [13, 2]]);
   const b = batch([
     [{ packets: 3, bytes: 300, vipId: 0, vipGen: 5, backendId: 10 }, { packets: 2, bytes: 200, vipId: 0, vipGen: 5, backendId: 11 }],
     [null, { packets: 4, bytes: 400, vipId: 1, vipGen: 6, backendId: 10 }], // VIP 1 was deleted (gen 6 -> 7)
     [{ packets: 0, bytes: 0, vipId: 1, vipGen: 7, backendId: 12 }, null], // flushed: nothing pending
+    [null, { packets: 1, bytes: 100, vipId: 0, vipGen: 5, backendId: 13, backendGen: 1 }], // id 13 went to another server
   ], 2);
-  const p = pendingFlowCacheCounts(b, 2, (id) => gens.get(id));
-  assert.equal(p.flowHit, { packets: 9n, bytes: 900n });
-  assert.equal([...p.vips], [[0, { packets: 5n, bytes: 500n }]]);
+  const p = pendingFlowCacheCounts(b, 2, { vip: (id) => gens.get(id), backend: (id) => backendGens.get(id) });
+  assert.equal(p.flowHit, { packets: 10n, bytes: 1000n });
+  assert.equal([...p.vips], [[0, { packets: 6n, bytes: 600n }]]);
   assert.equal(new Map(p.backends), new Map([[10, { packets: 7n, bytes: 700n }], [11, { packets: 2n, bytes: 200n }]]));
 });
 

@@ -45,7 +45,8 @@ export async function readPinnedStats(pinRoot: string): Promise<PinnedStats> {
   const [reasons, backendStats, backends] = await Promise.all([
     dump(pinRoot, 'reason_stats'), dump(pinRoot, 'backend_stats'), dump(pinRoot, 'backends'),
   ]);
-  const cache = await dump(pinRoot, 'flow_cache');
+  const [cache, backendGens] = await Promise.all([dump(pinRoot, 'flow_cache'), dump(pinRoot, 'backend_gens')]);
+  const genOf = new Map(backendGens.map((e) => [bytes(e.key).readUInt32LE(0), e.value ? bytes(e.value).readUInt32LE(0) : undefined]));
   const out: PinnedStats = { reasons: {}, backends: {} };
   for (const e of reasons) {
     const id = bytes(e.key).readUInt32LE(0);
@@ -59,7 +60,7 @@ export async function readPinnedStats(pinRoot: string): Promise<PinnedStats> {
     if (n === 0) continue;
     out.reasons['flow-hit'] = (out.reasons['flow-hit'] ?? 0) + n;
     const id = entry.readUInt32LE(E.backend_id);
-    byId.set(id, (byId.get(id) ?? 0) + n);
+    if (genOf.get(id) === entry.readUInt32LE(E.backend_gen)) byId.set(id, (byId.get(id) ?? 0) + n);
   }
   // The program does not count `forwarded`; it is flow-hit + flow-new (codecs.ts reasonCountersById).
   out.reasons.forwarded = (out.reasons['flow-hit'] ?? 0) + (out.reasons['flow-new'] ?? 0);

@@ -19,8 +19,10 @@ export const LAYOUT = {
   flow_key: { size: 40, fields: { src: 0, dst: 16, sport: 32, dport: 34, proto: 36, family: 37, pad: 38 } },
   flow_state: { size: 24, fields: { last_seen_ns: 0, backend_id: 8, backend_mac: 12, flags: 18, pad: 19 } },
   flow_cache_entry: {
-    size: 88,
-    fields: { key: 0, checked: 40, packets: 48, bytes: 56, vip_id: 64, vip_gen: 68, backend_id: 72, epoch: 76, backend_mac: 80, pad: 86 },
+    size: 96,
+    fields: {
+      key: 0, checked: 40, packets: 48, bytes: 56, vip_id: 64, vip_gen: 68, backend_id: 72, backend_gen: 76, epoch: 80, backend_mac: 84, pad: 90,
+    },
   },
   counter: { size: 16, fields: { packets: 0, bytes: 8 } },
 } as const;
@@ -315,8 +317,10 @@ export function sumPerCpuCounters(batch: { keys: Buffer; values: Buffer; count: 
 /**
  * reason_stats by id as user space shows it. The program does not count XDIR_R_FORWARDED (one
  * per-CPU counter update less per packet on the established-flow fast path): every forwarded
- * TCP/UDP packet is either a flow hit or a new flow, so forwarded = flow-hit + flow-new, exactly,
- * and, being a sum of counters that only grow, it only grows too (docs/decisions/0005).
+ * TCP/UDP packet is either a flow hit or a new flow, so forwarded = flow-hit + flow-new, exactly
+ * (docs/decisions/0005). flow-hit includes the flow cache's pending counts, which one reading can
+ * miss (docs/decisions/0006); readStats then holds flow-hit and forwarded at their earlier values
+ * separately, so for that reading forwarded may differ from flow-hit + flow-new.
  */
 export function reasonCountersById(raw: ReadonlyMap<number, Counter>): Map<number, Counter> {
   const out = new Map(raw);

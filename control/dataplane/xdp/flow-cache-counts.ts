@@ -1,12 +1,13 @@
 /**
- * The counts the XDP fast path keeps in its flow cache (bpf/flow_cache.h, docs/decisions/0005).
+ * The counts the XDP fast path keeps in its flow cache (bpf/flow_cache.h, docs/decisions/0006).
  *
  * A packet of an established flow that hits this CPU's flow cache is counted in the cache entry,
  * not in vip_stats/backend_stats/reason_stats: one add into a cache line the packet already
  * touched instead of three per-CPU map updates. The program moves an entry's pending counts into
  * the maps when it refills the slot. So the counters as users see them are the maps plus every
  * entry's pending counts, attributed like the program attributes them when it flushes: FLOW_HIT
- * and the entry's backend always, its VIP only while the entry's generation is that VIP's.
+ * always, the entry's backend and VIP only while the entry's generations are theirs (backend_gens,
+ * vip_gens: a reused id starts from zero).
  *
  * Reading the maps and then the entries is not one atomic step. The program empties an entry
  * before it adds to the maps, so a reading can miss a flushed amount (never count it twice) and
@@ -32,10 +33,12 @@ function add(m: Map<number, Counter>, id: number, packets: bigint, bytes: bigint
 
 /**
  * The pending counts of a batch read of `flow_cache` (per-CPU values of struct flow_cache_entry).
- * `vipGen(id)` is vip_gens[id]; an entry of another generation counts for no VIP.
+ * `gens.vip(id)` is vip_gens[id], `gens.backend(id)` backend_gens[id]; an entry of another
+ * generation counts for no VIP (backend).
  */
 export function pendingFlowCacheCounts(
-  batch: { values: Buffer; count: number }, cpus: number, vipGen: (vipId: number) => number | undefined,
+  batch: { values: Buffer; count: number }, cpus: number,
+  gens: { vip: (vipId: number) => number | undefined; backend: (backendId: number) => number | undefined },
 ): PendingCounts {
   const out: PendingCounts = { vips: new Map(), backends: new Map(), flowHit: { packets: 0n, bytes: 0n } };
   const stride = perCpuStride(LAYOUT.flow_cache_entry.size);
@@ -47,9 +50,10 @@ export function pendingFlowCacheCounts(
     const packets = v.readBigUInt64LE(at + E.packets);
     const bytes = v.readBigUInt64LE(at + E.bytes);
     out.flowHit = { packets: out.flowHit.packets + packets, bytes: out.flowHit.bytes + bytes };
-    add(out.backends, v.readUInt32LE(at + E.backend_id), packets, bytes);
+    const backendId = v.readUInt32LE(at + E.backend_id);
+    if (gens.backend(backendId) === v.readUInt32LE(at + E.backend_gen)) add(out.backends, backendId, packets, bytes);
     const vipId = v.readUInt32LE(at + E.vip_id);
-    if (vipGen(vipId) === v.readUInt32LE(at + E.vip_gen)) add(out.vips, vipId, packets, bytes);
+    if (gens.vip(vipId) === v.readUInt32LE(at + E.vip_gen)) add(out.vips, vipId, packets, bytes);
   }
   return out;
 }

@@ -193,7 +193,7 @@ export class XdpDataplane implements Dataplane {
       pinRoot: this.pinRoot,
       maxEntries: {
         vips: this.maxVips, vip_gens: this.maxVips, rings: this.maxVips, vip_stats: this.maxVips,
-        backends: this.maxBackends, backend_stats: this.maxBackends,
+        backends: this.maxBackends, backend_stats: this.maxBackends, backend_gens: this.maxBackends,
         flows: o.flowTableSize ?? XDP_DEFAULTS.flowTableSize,
       },
       innerValueSize: { rings: 4 * this.ringSize },
@@ -506,6 +506,15 @@ export class XdpDataplane implements Dataplane {
     if (ids.length === 0) return;
     const hold = mapName === 'vip_stats' ? this.vipHold : this.backendHold;
     for (const id of ids) hold.forget(id);
+    // A backend id new to its server: first move its generation on, so counts still pending in
+    // flow cache entries of the old server count for neither (flow_cache.h), then zero it. (VIP
+    // ids get theirs with the vips entry, see writeVips.)
+    if (mapName === 'backend_stats') {
+      const gens = this.object.map('backend_gens');
+      const now = gens.lookupAll();
+      const genOf = (id: number) => (id < now.count ? now.values.readUInt32LE(id * 4) : 0);
+      gens.updateBatch(Buffer.concat(ids.map((id) => encodeU32(id))), Buffer.concat(ids.map((id) => encodeU32(nextVipGen(genOf(id))))), ids.length);
+    }
     const m = this.object.map(mapName);
     const zero = zeroPerCpuCounter(possibleCpus());
     m.updateBatch(Buffer.concat(ids.map((id) => encodeU32(id))), Buffer.alloc(zero.length * ids.length), ids.length);
@@ -792,9 +801,10 @@ export class XdpDataplane implements Dataplane {
     const reasonSums = sumPerCpuCounters(o.map('reason_stats').lookupAll(), cpus);
     const vipBatch = o.map('vip_stats').lookupAll();
     const backendBatch = o.map('backend_stats').lookupAll();
-    const gens = o.map('vip_gens').lookupAll();
-    const pending = pendingFlowCacheCounts(o.map('flow_cache').lookupAll(), cpus,
-      (id) => (id < gens.count ? gens.values.readUInt32LE(id * 4) : undefined));
+    const vipGens = o.map('vip_gens').lookupAll();
+    const backendGens = o.map('backend_gens').lookupAll();
+    const genAt = (b: { values: Buffer; count: number }) => (id: number) => (id < b.count ? b.values.readUInt32LE(id * 4) : undefined);
+    const pending = pendingFlowCacheCounts(o.map('flow_cache').lookupAll(), cpus, { vip: genAt(vipGens), backend: genAt(backendGens) });
 
     const reasons = new Map<string, Counter>();
     reasonSums.set(FLOW_HIT_ID, withPending(reasonSums.get(FLOW_HIT_ID) ?? { packets: 0n, bytes: 0n }, pending.flowHit));
