@@ -36,9 +36,10 @@
  *   (without ACK) on a CLOSING entry is a new connection reusing the port and picks again.
  * - Timestamps: last_seen_ns is rewritten at most every 0.25 s, not on every packet, to keep the
  *   shared flow entry's cache line clean; with the cache's 0.5 s it lags the flow's last packet by
- *   at most 0.75 s, under the 2 s the cache needs as the shortest timeout. The age is computed signed, because another CPU
- *   may have stamped the entry slightly after this CPU read the clock. The clock is the coarse
- *   (per-tick) monotonic one, which is all a one-second resolution needs (xdir_now in flow.h).
+ *   at most 0.75 s, under the 2 s the cache needs as the shortest timeout. The age is computed
+ *   signed, because another CPU may have stamped the entry slightly after this CPU read the clock.
+ *   The clock is the coarse (per-tick) monotonic one, ample for timeouts of whole seconds
+ *   (xdir_now in flow.h).
  * - MAC learning: the control plane fills backend MACs (XDIR_BACKEND_F_MAC_VALID). Without
  *   one, the program asks bpf_fib_lookup() for the on-link neighbour (the kernel answers only
  *   when forwarding is enabled on the interface). If that fails too, the packet is dropped and

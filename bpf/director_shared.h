@@ -65,7 +65,7 @@ struct flow_key {
 /* Where an established flow goes. The MAC is kept here, not looked up through backend_id,
  * so a flow keeps its real server even after that backend is removed and its id reused. */
 struct flow_state {
-	__u64 last_seen_ns;  /* CLOCK_MONOTONIC ns (coarse clock) of the last packet; lags it by at most 1 s (flow_cache.h) */
+	__u64 last_seen_ns;  /* CLOCK_MONOTONIC ns (coarse clock) of the last packet; lags it by at most 0.75 s (flow_cache.h) */
 	__u32 backend_id;    /* for counters only */
 	__u8 backend_mac[6];
 	__u8 flags;          /* XDIR_FLOW_F_* */

@@ -16,23 +16,25 @@
  *   cached flow can outlive its `flows` entry (expiry, LRU eviction) by at most that long, and
  *   `flows` sees the flow's packets with at most REFRESH + that long of lag (0.75 s in all).
  * - While the cache epoch is the one it was decided under: the control plane moves cache_epoch
- *   on (after deleting the `vips` entry) whenever it deletes a VIP or takes an id from a service,
- *   so deleting a VIP stops its cached flows at once, and a reused id inherits no cached flow.
+ *   on once the writes of an apply that deletes a VIP or takes an id from a service are done, so
+ *   a deleted VIP's cached flows stop with that apply, and a reused id inherits no cached flow.
  *   Every other cached flow takes the slow path once and is cached again.
- *
- * Counting (docs/decisions/0006): a hit adds to the entry's own packets/bytes, not to the stats
- * maps. Those are pending FLOW_HIT counts, of the entry's backend_id while its backend_gen equals
- * backend_gens[backend_id], and of its vip_id while its vip_gen equals vip_gens[vip_id] (a deleted
- * VIP's counts die with it; a reused VIP or backend id gets none). The slow path moves them into the stats maps when it refills the slot; user space
- * adds every entry's pending counts to the maps when it reads them, so counters stay exact.
  * - Only for packets that change nothing: a TCP packet with SYN, FIN or RST always takes the slow
  *   path, so the CLOSING mark, the closing timeout and "SYN on a CLOSING flow picks again" are
  *   decided by `flows`, as before.
  * - Only when both timeouts are at least XDIR_FLOW_CACHE_MIN_TIMEOUT_NS (2 s), well above that
  *   0.75 s lag, so an active flow never looks idle to `flows`. A 1 s timeout, the tests'
- *   sub-second ones and the new-flow bench's timeout 0 see the slow path on every packet. The timeouts are .rodata, so the verifier removes the disabled path.
+ *   sub-second ones and the new-flow bench's timeout 0 see the slow path on every packet. The
+ *   timeouts are .rodata, so the verifier removes the disabled path.
  *   flow_cache_off (.rodata, default 0) turns the cache off: bench/datapath.ts measures what an
  *   established flow costs without it (what a cache miss costs).
+ *
+ * Counting (docs/decisions/0006): a hit adds to the entry's own packets/bytes, not to the stats
+ * maps. Those are pending FLOW_HIT counts, of the entry's backend_id while its backend_gen equals
+ * backend_gens[backend_id], and of its vip_id while its vip_gen equals vip_gens[vip_id] (a deleted
+ * VIP's counts die with it; a reused VIP or backend id gets none). The slow path moves them into
+ * the stats maps when it refills the slot; user space adds every entry's pending counts to the
+ * maps when it reads them, so counters stay exact.
  *
  * Per CPU: no entry is ever written by two CPUs. On a kernel where one XDP run can preempt
  * another on the same CPU (PREEMPT_RT), a fill could be interleaved; the fill therefore writes
@@ -63,7 +65,7 @@ extern const volatile __u64 flow_idle_timeout_ns;
 extern const volatile __u64 flow_closing_timeout_ns;
 extern const volatile __u32 flow_cache_off;
 
-/* Entries per CPU (a power of two). 88 bytes each: 352 KiB per CPU. */
+/* Entries per CPU (a power of two). 96 bytes each: 384 KiB per CPU. */
 #define XDIR_FLOW_CACHE_BITS 12
 #define XDIR_FLOW_CACHE_ENTRIES (1U << XDIR_FLOW_CACHE_BITS)
 
@@ -77,7 +79,6 @@ extern const volatile __u32 flow_cache_off;
 /* The cache is used only when both timeouts are at least this long (see above). */
 #define XDIR_FLOW_CACHE_MIN_TIMEOUT_NS 2000000000ULL
 
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -86,8 +87,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flow_cache SEC(".maps");
 
-/* The flow key as five 64-bit words (struct xdir_packet keeps it 8-byte aligned). */
-#define XDIR_FLOW_KEY_WORDS (sizeof(struct flow_key) / 8)
+/* The flow key is read as five 64-bit words (struct xdir_packet keeps it 8-byte aligned). */
 
 static __always_inline bool xdir_flow_cache_enabled(void)
 {

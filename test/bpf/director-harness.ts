@@ -12,7 +12,7 @@ import {
   encodeVipKey, encodeVipMeta, nextVipGen, reasonCountersById, sumPerCpuCounter, zeroPerCpuCounter, type FlowKey, type FlowState, type ReasonName, type VipKey,
 } from '../../control/dataplane/xdp/codecs.js';
 import type { Counter } from '../../control/dataplane/dataplane.js';
-import { FLOW_HIT_ID, pendingFlowCacheCounts, withPending, type PendingCounts } from '../../control/dataplane/xdp/flow-cache-counts.js';
+import { addPendingFlowHits, pendingFlowCacheCounts, withPending, type PendingCounts } from '../../control/dataplane/xdp/flow-cache-counts.js';
 
 export const OBJECT_PATH = fileURLToPath(new URL('../../bpf/director.bpf.o', import.meta.url));
 
@@ -157,7 +157,7 @@ export class TestDirector {
   /** As user space shows them: `forwarded` derived (reasonCountersById), pending flow hits added. */
   reasons(): Map<ReasonName, Counter> {
     const raw = new Map(XDIR_REASON_NAMES.map((_, i) => [i, this.mapCounter('reason_stats', i)]));
-    raw.set(FLOW_HIT_ID, withPending(raw.get(FLOW_HIT_ID)!, this.pending().flowHit));
+    addPendingFlowHits(raw, this.pending());
     const byId = reasonCountersById(raw);
     return new Map(XDIR_REASON_NAMES.map((name, i) => [name, byId.get(i)!]));
   }

@@ -59,6 +59,18 @@ test('PendingHold: a reading that misses a flushed amount reports the previous v
   assert.equal(h.report(1, { packets: 17n, bytes: 1700n }, false), { packets: 17n, bytes: 1700n });
 });
 
+test('PendingHold.adjuster: nothing per id when nothing is pending or held; else the sum plus pending, held', () => {
+  const h = new PendingHold();
+  assert.is(h.adjuster(new Map()), undefined, 'idle: no per-id work');
+  const add = h.adjuster(new Map([[4, { packets: 2n, bytes: 120n }]]))!;
+  assert.equal(add(4, { packets: 10n, bytes: 600n }), { packets: 12n, bytes: 720n });
+  assert.equal(add(5, { packets: 1n, bytes: 60n }), { packets: 1n, bytes: 60n });
+  h.endReading();
+  const next = h.adjuster(new Map()); // id 4 is held from the reading before
+  assert.ok(next, 'a held id still needs the per-id step');
+  assert.equal(next!(4, { packets: 10n, bytes: 600n }), { packets: 12n, bytes: 720n }, 'held at the earlier value');
+});
+
 test('PendingHold: forget() lets a reset id start over', () => {
   const h = new PendingHold();
   h.report(3, { packets: 100n, bytes: 9000n }, true);

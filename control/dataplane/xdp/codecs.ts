@@ -331,9 +331,8 @@ export function reasonCountersById(raw: ReadonlyMap<number, Counter>): Map<numbe
 }
 
 // ---- rings ----
-/** The value of a ring's inner map (key 0): ring_size host-order u32 backend ids. */
 /**
- * A ring's value bytes. On a little-endian host (the kernel's byte order is the host's) this is a
+ * The value of a ring's inner map (key 0): ring_size host-order u32 backend ids. On a little-endian host (the kernel's byte order is the host's) this is a
  * view of the ring's own memory, not a copy: a 65,537-slot ring is 256 KiB, and writing 1,000 of
  * them copied 256 MB for nothing. Rings are never modified once built, so the view stays valid.
  */

@@ -63,6 +63,12 @@ export function withPending(c: Counter, pending: Counter | undefined): Counter {
   return pending ? { packets: c.packets + pending.packets, bytes: c.bytes + pending.bytes } : c;
 }
 
+/** reason_stats sums by id, with the pending counts added to flow-hit (the one reason they are). */
+export function addPendingFlowHits(reasons: Map<number, Counter>, pending: PendingCounts): void {
+  const id = REASON_ID['flow-hit'];
+  reasons.set(id, withPending(reasons.get(id) ?? { packets: 0n, bytes: 0n }, pending.flowHit));
+}
+
 const max = (a: bigint, b: bigint): bigint => (a > b ? a : b);
 
 /**
@@ -86,6 +92,16 @@ export class PendingHold {
     return out;
   }
 
+  /**
+   * The per-id step of a reading with these pending counts: the map's sum plus the pending counts,
+   * held. Undefined (nothing to do per id) when nothing is pending and no id is held, the usual
+   * case between flushes on an idle director.
+   */
+  adjuster(pending: ReadonlyMap<number, Counter>): ((id: number, c: Counter) => Counter) | undefined {
+    if (pending.size === 0 && this.last.size === 0) return undefined;
+    return (id, c) => this.report(id, withPending(c, pending.get(id)), pending.has(id));
+  }
+
   endReading(): void {
     this.last = this.next;
     this.next = new Map();
@@ -96,6 +112,3 @@ export class PendingHold {
     this.next.delete(id);
   }
 }
-
-/** The reason_stats id of FLOW_HIT, whose pending counts the entries hold. */
-export const FLOW_HIT_ID = REASON_ID['flow-hit'];

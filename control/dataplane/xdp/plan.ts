@@ -49,7 +49,7 @@ export interface ProgrammedVip {
 }
 
 /** Which programmed VIPs keep one backend alive. */
-export interface BackendUse {
+interface BackendUse {
   /** VIPs whose backendAddresses name it. */
   readonly vips: number;
   /** The static MACs their definitions give it (one per VIP that gives one). */
@@ -185,7 +185,7 @@ function staticMacsOf(v: ProgrammedVip): Map<string, string> | null {
 }
 
 /** How many VIPs keep each backend alive, and the static MACs they give it. */
-export function backendUsesOf(vips: ReadonlyMap<string, ProgrammedVip>): Map<string, BackendUse> {
+function backendUsesOf(vips: ReadonlyMap<string, ProgrammedVip>): Map<string, BackendUse> {
   const out = new Map<string, BackendUse>();
   for (const v of vips.values()) addUse(out, v, 1, null);
   return out;
@@ -288,13 +288,14 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
       ring = cur.ring;
       ringChanged = false;
     } else {
+      const cached = rings.get(signature);
       try {
-        ring = rings.get(signature) ?? buildRing(service, ids, opts.ringSize);
+        ring = cached ?? buildRing(service, ids, opts.ringSize);
       } catch (err) {
         skip(`cannot build its Maglev ring: ${(err as Error).message}`);
         continue;
       }
-      if (ring) rings.set(signature, ring);
+      if (ring && !cached) rings.set(signature, ring); // registered once per build, not per sharer
       ringChanged = !sameRing(cur?.ring ?? null, ring);
       if (!ringChanged && cur) ring = cur.ring; // keep the one object; contents are equal
     }

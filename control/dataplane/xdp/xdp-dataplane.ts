@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultPinRoot } from './pin-root.js';
 import { PerCpuSumMemo, sumPerCpuCountersNamed } from './per-cpu-sum.js';
-import { FLOW_HIT_ID, PendingHold, pendingFlowCacheCounts, withPending } from './flow-cache-counts.js';
+import { PendingHold, addPendingFlowHits, pendingFlowCacheCounts } from './flow-cache-counts.js';
 import {
   BpfError, BpfMap, BpfObject, attachXdp, detachXdp, possibleCpus, type BpfProgram,
 } from '../../bpf/index.js';
@@ -98,6 +98,21 @@ export { defaultPinRoot };
 const NS_PER_S = 1_000_000_000n;
 
 /**
+ * The u32 values of an ARRAY map by index (vip_gens, backend_gens): one batch read, made on the
+ * first call. Undefined beyond the array.
+ */
+/** A whole-map batch read (BpfMap.lookupAll). */
+type BatchRead = ReturnType<BpfMap['lookupAll']>;
+
+function u32ArrayReader(map: BpfMap): (id: number) => number | undefined {
+  let all: BatchRead | undefined;
+  return (id) => {
+    all ??= map.lookupAll();
+    return id < all.count ? all.values.readUInt32LE(id * 4) : undefined;
+  };
+}
+
+/**
  * The generation that retires a VIP id's cached flows: after the live vip_gens value, and never the
  * generation the deleted entry carried (the two differ only after a hand edit or a crash between
  * writes; moving on from the live value keeps the counter from stepping back onto an old one).
@@ -138,7 +153,7 @@ export class XdpDataplane implements Dataplane {
   private lastRetain: ReadonlySet<string> = new Set();
   /**
    * The revision of lastDesired while `state` is exactly what planning it gave (no failed write,
-   * no re-read since): only then may the next apply plan from its delta alone. Undefined otherwise.
+   * no re-read since): only then (with `planned` true) may the next apply plan from its delta alone.
    */
   private plannedRevision: number | undefined;
   /** True while `state` is exactly the plan of lastDesired (see plannedRevision), with or without a revision. */
@@ -168,6 +183,8 @@ export class XdpDataplane implements Dataplane {
   private readonly reasonHold = new PendingHold();
   private readonly vipHold = new PendingHold();
   private readonly backendHold = new PendingHold();
+  /** A write moved a vip_gens entry on; executeAll moves cache_epoch on once at its end. */
+  private cacheEpochStale = false;
 
   constructor(private readonly opts: XdpDataplaneOptions) {
     this.ringSize = opts.ringSize ?? XDP_DEFAULTS.ringSize;
@@ -281,8 +298,10 @@ export class XdpDataplane implements Dataplane {
   repair(): Promise<void> {
     return this.serialised(async () => {
       if (!this.obj) throw new Error('the XDP data path is not started; call start() before repair()');
-      this.repairGenerations();
-      const drift = this.findDrift();
+      // One read of `vips` for both: the repair changes generations only, which drift ignores.
+      const vipEntries = this.object.map('vips').lookupAll();
+      this.repairGenerations(vipEntries);
+      const drift = this.findDrift(vipEntries);
       if (drift.length === 0) return;
       this.planned = false; // the next apply looks at every service, so it rewrites what drifted
       log.warn({ drift: drift.slice(0, 20), drifted: drift.length },
@@ -305,18 +324,16 @@ export class XdpDataplane implements Dataplane {
    * leaves one; give the id a fresh generation and the entry that generation, in that order, then
    * move the cache epoch on so cached flows are decided again under it.
    */
-  private repairGenerations(): void {
+  private repairGenerations(entries: BatchRead): void {
     const o = this.object;
     const vips = o.map('vips');
-    const entries = vips.lookupAll();
-    const gens = o.map('vip_gens').lookupAll();
-    const genOf = new Map<number, number>();
-    for (let i = 0; i < gens.count; i++) genOf.set(decodeU32(gens.keys, i * 4), decodeU32(gens.values, i * 4));
+    const liveGen = u32ArrayReader(o.map('vip_gens'));
+    const genOf = new Map<number, number>(); // generations written here
     const fixed: string[] = [];
     for (let i = 0; i < entries.count; i++) {
       const key = entries.keys.subarray(i * vips.keySize, (i + 1) * vips.keySize);
       const meta = decodeVipMeta(entries.values.subarray(i * vips.valueSize, (i + 1) * vips.valueSize));
-      const live = genOf.get(meta.vipId);
+      const live = genOf.get(meta.vipId) ?? liveGen(meta.vipId);
       if (live === undefined || live === meta.gen) continue;
       const gen = genAfter(live, meta.gen);
       o.map('vip_gens').update(encodeU32(meta.vipId), encodeU32(gen));
@@ -332,11 +349,10 @@ export class XdpDataplane implements Dataplane {
   }
 
   /** How the maps differ from what this process wrote or adopted (empty when they do not): entry reads, no ring reads. */
-  private findDrift(): string[] {
+  private findDrift(vipEntries: BatchRead): string[] {
     const o = this.object;
     const drift: string[] = [];
     const vips = o.map('vips');
-    const vipEntries = vips.lookupAll();
     const seen = new Set<string>();
     for (let i = 0; i < vipEntries.count; i++) {
       const key = serviceKey(decodeVipKey(vipEntries.keys.subarray(i * vips.keySize, (i + 1) * vips.keySize)));
@@ -475,6 +491,16 @@ export class XdpDataplane implements Dataplane {
    * order between maps, which is what keeps packets safe, is the plan's.
    */
   private executeAll(ops: readonly MapOp[]): void {
+    try {
+      this.executeRuns(ops);
+    } finally {
+      // Once per apply, also after a failed write: VIPs deleted (or ids taken) by the writes so
+      // far stop their cached flows here, when the apply's writes are done.
+      if (this.cacheEpochStale) this.bumpCacheEpoch();
+    }
+  }
+
+  private executeRuns(ops: readonly MapOp[]): void {
     let i = 0;
     while (i < ops.length) {
       const family = batchFamily(ops[i]!);
@@ -511,9 +537,10 @@ export class XdpDataplane implements Dataplane {
     // ids get theirs with the vips entry, see writeVips.)
     if (mapName === 'backend_stats') {
       const gens = this.object.map('backend_gens');
-      const now = gens.lookupAll();
-      const genOf = (id: number) => (id < now.count ? now.values.readUInt32LE(id * 4) : 0);
-      gens.updateBatch(Buffer.concat(ids.map((id) => encodeU32(id))), Buffer.concat(ids.map((id) => encodeU32(nextVipGen(genOf(id))))), ids.length);
+      // A few ids: one lookup each; many (a load from empty): one read of the whole array.
+      const genOf = ids.length < BATCH_MIN ? (id: number) => { const v = gens.lookup(encodeU32(id)); return v ? decodeU32(v) : undefined; }
+        : u32ArrayReader(gens);
+      gens.updateBatch(Buffer.concat(ids.map((id) => encodeU32(id))), Buffer.concat(ids.map((id) => encodeU32(nextVipGen(genOf(id) ?? 0)))), ids.length);
     }
     const m = this.object.map(mapName);
     const zero = zeroPerCpuCounter(possibleCpus());
@@ -561,9 +588,9 @@ export class XdpDataplane implements Dataplane {
       old.set(all.keys.toString('hex', i * vips.keySize, (i + 1) * vips.keySize),
         decodeVipMeta(all.values.subarray(i * vips.valueSize, (i + 1) * vips.valueSize)));
     }
-    const gensNow = o.map('vip_gens').lookupAll();
-    const genOf = new Map<number, number>();
-    for (let i = 0; i < gensNow.count; i++) genOf.set(decodeU32(gensNow.keys, i * 4), decodeU32(gensNow.values, i * 4));
+    const liveGen = u32ArrayReader(o.map('vip_gens'));
+    const written = new Map<number, number>(); // generations this run writes
+    const genOf = (id: number): number | undefined => written.get(id) ?? liveGen(id);
     const genKeys: Buffer[] = [], genValues: Buffer[] = [], vipKeys: Buffer[] = [], vipValues: Buffer[] = [];
     const bumpKeys: Buffer[] = [], bumpValues: Buffer[] = [];
     /** Ids given a fresh generation in this run: already past every entry cached under their old VIP. */
@@ -575,16 +602,16 @@ export class XdpDataplane implements Dataplane {
       if (oldMeta && oldMeta.vipId === op.vipId) {
         gen = oldMeta.gen;
       } else {
-        const now = genOf.get(op.vipId);
+        const now = genOf(op.vipId);
         if (now === undefined) throw new Error(`vip_gens has no entry ${op.vipId}: the id is beyond max VIPs (internal error)`);
         gen = nextVipGen(now);
-        genOf.set(op.vipId, gen);
+        written.set(op.vipId, gen);
         assigned.add(op.vipId);
         genKeys.push(encodeU32(op.vipId)); genValues.push(encodeU32(gen));
       }
       vipKeys.push(key); vipValues.push(encodeVipMeta({ vipId: op.vipId, flags: op.flags, gen }));
       if (oldMeta && oldMeta.vipId !== op.vipId && !assigned.has(oldMeta.vipId)) {
-        const live = genOf.get(oldMeta.vipId);
+        const live = genOf(oldMeta.vipId);
         if (live !== undefined) { bumpKeys.push(encodeU32(oldMeta.vipId)); bumpValues.push(encodeU32(genAfter(live, oldMeta.gen))); }
       }
     }
@@ -592,17 +619,18 @@ export class XdpDataplane implements Dataplane {
     gens.updateBatch(Buffer.concat(genKeys), Buffer.concat(genValues), genKeys.length);
     vips.updateBatch(Buffer.concat(vipKeys), Buffer.concat(vipValues), vipKeys.length);
     gens.updateBatch(Buffer.concat(bumpKeys), Buffer.concat(bumpValues), bumpKeys.length);
-    if (bumpKeys.length > 0) this.bumpCacheEpoch();
+    if (bumpKeys.length > 0) this.cacheEpochStale = true;
   }
 
   /**
-   * Moves cache_epoch on, after a vip_gens entry was moved on (a VIP deleted, or an id taken from
-   * a service): every cached flow then takes the slow path once, so the old VIP's stop at once.
+   * Moves cache_epoch on, after vip_gens entries were moved on (VIPs deleted, ids taken from
+   * services): every cached flow then takes the slow path once, so the old VIPs' stop.
    */
   private bumpCacheEpoch(): void {
     const m = this.object.map('cache_epoch');
     const now = m.lookup(encodeU32(0));
     m.update(encodeU32(0), encodeU32(((now ? decodeU32(now) : 0) + 1) >>> 0));
+    this.cacheEpochStale = false;
   }
 
   private execute(op: MapOp): void {
@@ -653,20 +681,21 @@ export class XdpDataplane implements Dataplane {
         // (The planner keeps a key's id; should the key ever move to another id, the old id's flows end too.)
         if (oldMeta && oldMeta.vipId !== op.vipId) {
           o.map('vip_gens').update(encodeU32(oldMeta.vipId), encodeU32(genAfter(this.vipGen(oldMeta.vipId), oldMeta.gen)));
-          this.bumpCacheEpoch();
+          this.cacheEpochStale = true;
         }
         break;
       }
       case 'vip-delete': {
         // After the entry is gone, move the id's generation on (its cached pending counts are no
-        // longer the VIP's), then the cache epoch: the deleted VIP's cached flows stop here (flow_cache.h).
+        // longer the VIP's); executeAll then moves the cache epoch on once, which stops the
+        // deleted VIPs' cached flows (flow_cache.h).
         const key = encodeVipKey(op.key);
         const old = o.map('vips').lookup(key);
         o.map('vips').delete(key);
         if (old) {
           const meta = decodeVipMeta(old);
           o.map('vip_gens').update(encodeU32(meta.vipId), encodeU32(genAfter(this.vipGen(meta.vipId), meta.gen)));
-          this.bumpCacheEpoch();
+          this.cacheEpochStale = true;
         }
         break;
       }
@@ -801,21 +830,20 @@ export class XdpDataplane implements Dataplane {
     const reasonSums = sumPerCpuCounters(o.map('reason_stats').lookupAll(), cpus);
     const vipBatch = o.map('vip_stats').lookupAll();
     const backendBatch = o.map('backend_stats').lookupAll();
-    const vipGens = o.map('vip_gens').lookupAll();
-    const backendGens = o.map('backend_gens').lookupAll();
-    const genAt = (b: { values: Buffer; count: number }) => (id: number) => (id < b.count ? b.values.readUInt32LE(id * 4) : undefined);
-    const pending = pendingFlowCacheCounts(o.map('flow_cache').lookupAll(), cpus, { vip: genAt(vipGens), backend: genAt(backendGens) });
+    // The generation maps are read only if some entry has pending counts (100,000 backends: 400 KB).
+    const pending = pendingFlowCacheCounts(o.map('flow_cache').lookupAll(), cpus,
+      { vip: u32ArrayReader(o.map('vip_gens')), backend: u32ArrayReader(o.map('backend_gens')) });
 
     const reasons = new Map<string, Counter>();
-    reasonSums.set(FLOW_HIT_ID, withPending(reasonSums.get(FLOW_HIT_ID) ?? { packets: 0n, bytes: 0n }, pending.flowHit));
+    addPendingFlowHits(reasonSums, pending);
     for (const [id, c] of reasonCountersById(reasonSums)) {
       const name = XDIR_REASON_NAMES[id];
       if (name !== undefined) reasons.set(name, this.reasonHold.report(id, c, true));
     }
     const services = sumPerCpuCountersNamed(vipBatch, cpus, (id) => this.state.vipIds.keyOf(id), this.vipSums,
-      (id, c) => this.vipHold.report(id, withPending(c, pending.vips.get(id)), pending.vips.has(id)));
+      this.vipHold.adjuster(pending.vips));
     const backends = sumPerCpuCountersNamed(backendBatch, cpus, (id) => this.state.backendIds.keyOf(id), this.backendSums,
-      (id, c) => this.backendHold.report(id, withPending(c, pending.backends.get(id)), pending.backends.has(id)));
+      this.backendHold.adjuster(pending.backends));
     this.reasonHold.endReading();
     this.vipHold.endReading();
     this.backendHold.endReading();
