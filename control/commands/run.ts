@@ -274,9 +274,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     // Before anything touches a data path: a second director on the same one must not start.
     if (opts.dataplane !== 'ipvs' && opts.interface) {
-      locks.push(lockInstance(`the XDP pin root ${opts.pinRoot ?? defaultPinRoot(opts.interface)}`));
+      locks.push(lockInstance('the XDP pin root', opts.pinRoot ?? defaultPinRoot(opts.interface)));
     }
-    if (opts.dataplane !== 'xdp') locks.push(lockInstance(`the IPVS state file ${opts.ipvsStateFile}`));
+    if (opts.dataplane !== 'xdp') locks.push(lockInstance('the IPVS state file', opts.ipvsStateFile));
     // Endpoints first: /healthz answers while the source syncs (a Kubernetes API server may be slow
     // or down at boot), and /readyz and grpc.health.v1 say "not ready" until the first apply lands.
     observability = await startObservability({

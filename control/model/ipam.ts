@@ -337,7 +337,8 @@ function poolServes(pool: Pool, claim: ServiceClaim): boolean {
   return selectorMatches(pool.serviceSelector, claim.labels);
 }
 
-function poolOf<P extends { ranges?: AddressRange[] }>(pools: P[], family: Family, value: bigint): P | undefined {
+/** The pool whose ranges hold the address (`family`, `value` as from addressValue), if any. */
+export function poolOf<P extends { ranges?: AddressRange[] }>(pools: P[], family: Family, value: bigint): P | undefined {
   return pools.find((p) => (p.ranges ?? []).some((r) => r.family === family && r.first <= value && value <= r.last));
 }
 

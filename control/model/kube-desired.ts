@@ -90,7 +90,11 @@ export function isOurService(svc: V1Service, opts: Pick<KubeDesiredOptions, 'loa
   return cls ? cls === opts.loadBalancerClass : opts.classlessIsOurs;
 }
 
-/** Listed objects carry Date fields, watched ones strings: one text form for both. */
+/**
+ * One text form for a timestamp. Listed and watched objects are plain JSON (strings, see
+ * sources/kube/raw-get.ts); only objects from typed client-node calls (a Service the controller
+ * just wrote or re-read) carry Date fields.
+ */
 export function timeText(t: unknown): string {
   if (t instanceof Date) return t.toISOString();
   return typeof t === 'string' ? t : '';
@@ -288,7 +292,7 @@ function sameBackends(a: readonly Backend[], b: readonly Backend[]): boolean {
 }
 
 /** Do two virtual services say the same (field by field, backends in order)? */
-export function sameVirtualService(a: VirtualService, b: VirtualService): boolean {
+function sameVirtualService(a: VirtualService, b: VirtualService): boolean {
   return a === b || (a.vip === b.vip && a.port === b.port && a.protocol === b.protocol && a.scheduler === b.scheduler
     && a.persistence === b.persistence && a.origin === b.origin && sameBackends(a.backends, b.backends));
 }

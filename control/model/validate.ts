@@ -55,7 +55,7 @@ export class ValidationMemo {
    * depend on positions a delta does not give).
    */
   last: { revision: number; services: VirtualService[]; slot: Map<string, number>; errors: Map<string, ValidationError> } | null = null;
-  /** Calls answered from a delta (tests, metrics). */
+  /** Calls answered from a delta (read by tests). */
   deltaCalls = 0;
 }
 

@@ -189,7 +189,7 @@ export interface NameTable {
   readonly columns: WeakMap<StatsSample, Columns>;
 }
 
-export interface Columns { services: readonly Counter[]; backends: readonly Counter[] }
+interface Columns { services: readonly Counter[]; backends: readonly Counter[] }
 
 /** Backend addresses of the selected services, each once, in service order. */
 function backendsOf(index: ServiceIndex, keys: readonly string[]): string[] {
@@ -238,7 +238,7 @@ export function nameTable(
 }
 
 /** A reading's counters laid out by the table's ids (cached on the table). */
-export function columnsOf(table: NameTable, sample: StatsSample): Columns {
+function columnsOf(table: NameTable, sample: StatsSample): Columns {
   let c = table.columns.get(sample);
   if (c) return c;
   const lay = (m: ReadonlyMap<string, Counter>, names: readonly string[]): Counter[] =>
@@ -255,7 +255,7 @@ const u64 = (v: bigint): number | bigint => (v <= 9007199254740991n ? Number(v) 
  * Packed columns for every id, or only those whose counters differ from the baseline. Deltas are
  * over the baseline (0 without one, or when a counter went backwards).
  */
-export function compactCounters(
+function compactCounters(
   current: readonly Counter[], baseline: readonly Counter[] | undefined, onlyChanged: boolean,
 ): CompactCountersMsg {
   const out: CompactCountersMsg = { id_deltas: [], packets: [], bytes: [], packets_delta: [], bytes_delta: [] };

@@ -106,6 +106,8 @@ class Subscriber implements Subscription {
   namesVersion = -1;
   /** A changes-only snapshot was dropped: the next one must be complete. */
   resync = false;
+  /** The filter as a map key (the VIPs joined), computed once: snapshots and name tables are grouped by it. */
+  readonly filterKey: string;
 
   constructor(
     readonly id: number,
@@ -114,7 +116,9 @@ class Subscriber implements Subscription {
     readonly changesOnly: boolean,
     readonly compact: boolean,
     private readonly hub: StatsHub,
-  ) {}
+  ) {
+    this.filterKey = vips.join(',');
+  }
 
   take(): StatsSnapshotMsg | undefined {
     const snap = this.queue.shift();
@@ -217,15 +221,15 @@ export class StatsHub {
     // something to show. Subscribers arriving in the same period share it.
     if (this.current) {
       sub.lastSent = this.current;
-      const key = `first|${sub.compact}|${sub.vips.join(',')}`;
+      const key = `first|${sub.compact}|${sub.filterKey}`;
       let snap = this.firstSnapshots.get(key);
       if (!snap) {
         const current = this.current;
         const index = (): ServiceIndex => this.serviceIndex(current);
         snap = buildSnapshot({
           current, baseline: this.prior, services: sub.compact ? [] : index(), vips: sub.vips,
-          table: sub.compact || sub.vips.length ? undefined : this.nameTableFor([], index, current),
-          compact: sub.compact ? { names: this.nameTableFor(sub.vips, index, current), withNames: true } : undefined,
+          table: sub.compact || sub.vips.length ? undefined : this.nameTableFor([], '', index, current),
+          compact: sub.compact ? { names: this.nameTableFor(sub.vips, sub.filterKey, index, current), withNames: true } : undefined,
         });
         this.firstSnapshots.set(key, snap);
       }
@@ -349,17 +353,16 @@ export class StatsHub {
     return index;
   }
 
-  /** The name table of a filter for `sample` (computed once per filter per reading). */
-  private nameTableFor(vips: readonly string[], index: () => ServiceIndex, sample: StatsSample): NameTable {
+  /** The name table of a filter (`key`: the VIPs joined) for `sample` (computed once per filter per reading). */
+  private nameTableFor(vips: readonly string[], key: string, index: () => ServiceIndex, sample: StatsSample): NameTable {
     if (this.namesOf !== sample) {
       // Keep the previous tables to compare against, but forget filters nobody uses any more.
       // (The unfiltered table stays: plain snapshots are built from it too.)
-      const used = new Set(['', ...[...this.subscribers].filter((s) => s.compact).map((s) => s.vips.join(','))]);
+      const used = new Set(['', ...[...this.subscribers].filter((s) => s.compact).map((s) => s.filterKey)]);
       for (const k of [...this.names.keys()]) if (!used.has(k)) this.names.delete(k);
       this.namesOf = sample;
       this.fresh.clear();
     }
-    const key = vips.join(',');
     if (this.fresh.has(key)) return this.names.get(key)!;
     const table = nameTable(index, vips, sample, this.names.get(key), this.namesVersion + 1);
     if (table.version > this.namesVersion) this.namesVersion = table.version;
@@ -384,14 +387,14 @@ export class StatsHub {
       // Make room first: what the drop loses decides what this snapshot must carry.
       if (sub.queue.length >= this.maxPending && !this.dropOldest(sub)) continue;
       const changesOnly = sub.changesOnly && !sub.resync;
-      const names = sub.compact ? this.nameTableFor(sub.vips, services, sample) : undefined;
+      const names = sub.compact ? this.nameTableFor(sub.vips, sub.filterKey, services, sample) : undefined;
       const withNames = names !== undefined && names.version !== sub.namesVersion;
-      const groupKey = `${last?.takenAtMs ?? 'none'}|${changesOnly}|${sub.compact}|${withNames}|${sub.vips.join(',')}`;
+      const groupKey = `${last?.takenAtMs ?? 'none'}|${changesOnly}|${sub.compact}|${withNames}|${sub.filterKey}`;
       let snap = built.get(groupKey);
       if (!snap) {
         snap = buildSnapshot({
           current: sample, baseline: last, services: names ? [] : services(), vips: sub.vips, changesOnly,
-          table: names || sub.vips.length ? undefined : this.nameTableFor([], services, sample),
+          table: names || sub.vips.length ? undefined : this.nameTableFor([], '', services, sample),
           compact: names ? { names, withNames } : undefined,
         });
         built.set(groupKey, snap);

@@ -47,7 +47,7 @@ export function encodedBody(body: StatsSnapshotMsg): Buffer {
 }
 
 /** This stream's own fields (sequence, dropped_snapshots), encoded; a few bytes. */
-export function encodedTail(snap: StatsSnapshotMsg): Buffer {
+function encodedTail(snap: StatsSnapshotMsg): Buffer {
   return encodeStatsSnapshot({ ...EMPTY_TAIL, sequence: snap.sequence, dropped_snapshots: snap.dropped_snapshots });
 }
 

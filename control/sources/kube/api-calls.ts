@@ -105,13 +105,13 @@ export class KubeApi {
    * heap) and made listed objects differ from watched ones (always plain JSON). Requests still go
    * through the KubeConfig (auth plugins, TLS, proxy), as client-node's own Watch does.
    */
-  private async paged<T>(name: ApiCallName, path: string, extra: Record<string, string> = {}): Promise<{ metadata: { resourceVersion?: string }; items: T[] }> {
+  private async paged<T>(name: ApiCallName, path: string): Promise<{ metadata: { resourceVersion?: string }; items: T[] }> {
     let items: T[] = [];
     let resourceVersion: string | undefined;
     let cont: string | undefined;
     do {
       this.count(name);
-      const page = await getJson(this.config, path, { ...extra, limit: String(LIST_PAGE), ...(cont ? { continue: cont } : {}) }) as RawList<T>;
+      const page = await getJson(this.config, path, { limit: String(LIST_PAGE), ...(cont ? { continue: cont } : {}) }) as RawList<T>;
       if (!Array.isArray(page?.items)) throw new Error(`GET ${path}: the API server answered without an items list; check that the server is a Kubernetes API server`);
       if (resourceVersion === undefined) { resourceVersion = page.metadata?.resourceVersion; items = page.items; }
       else for (const item of page.items) items.push(item);

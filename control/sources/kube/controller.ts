@@ -13,7 +13,7 @@
  */
 import type { KubeConfig, V1ConfigMap, V1EndpointSlice, V1Node, V1Service, V1LoadBalancerIngress } from '@kubernetes/client-node';
 import { logger, type Logger } from '../../log.js';
-import { addressValue, planAllocations, validatePools, type AllocationPlan, type Pool, type RejectedPool } from '../../model/ipam.js';
+import { addressValue, planAllocations, poolOf, validatePools, type AllocationPlan, type Pool, type RejectedPool } from '../../model/ipam.js';
 import {
   isOurService, objectKey, serviceClaim, serviceRef, timeText,
   type IngressNginxOptions, type KubeDesiredOptions, type ObjectRef, type SourceProblem,
@@ -30,7 +30,10 @@ import { DEFAULT_QUEUE, WorkQueue, type WorkQueueOptions } from './work-queue.js
 export interface IPPoolObject {
   apiVersion?: string;
   kind?: string;
-  /** creationTimestamp is typed as client-node types it; watched objects carry the text (timeText reads both). */
+  /**
+   * creationTimestamp is typed Date only to fit client-node's KubernetesObject; listed and watched
+   * pools are plain JSON (raw-get.ts), so at run time it is ISO text (timeText reads both).
+   */
   metadata: { name: string; resourceVersion?: string; generation?: number; uid?: string; creationTimestamp?: Date };
   spec?: unknown;
   status?: { conditions?: PoolCondition[]; observedGeneration?: number };
@@ -252,7 +255,7 @@ export class KubeController {
   private inOurPools(ip: string | undefined): boolean {
     const v = ip ? addressValue(ip) : null;
     // Rejected pools too: their addresses stay frozen while the Service is ours, and go when it leaves.
-    return !!v && [...this.pools, ...this.rejectedPools].some((p) => (p.ranges ?? []).some((r) => r.family === v.family && r.first <= v.value && v.value <= r.last));
+    return !!v && poolOf([...this.pools, ...this.rejectedPools], v.family, v.value) !== undefined;
   }
 
   /** What status.loadBalancer.ingress should say. */

@@ -13,13 +13,11 @@ import * as https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
 
 /** An API error as the rest of the code reads it (client-node's ApiException shape: `.code`, `.body`). */
-export class RawApiError extends Error {
-  readonly statusCode: number;
+class RawApiError extends Error {
   constructor(readonly code: number, readonly body: string, path: string) {
     let message = body;
     try { message = (JSON.parse(body) as { message?: string }).message ?? body; } catch { /* not JSON */ }
     super(`HTTP ${code} from GET ${path}: ${message.split('\n')[0]}`);
-    this.statusCode = code;
   }
 }
 
