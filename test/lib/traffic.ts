@@ -27,16 +27,24 @@ async function burst(t: Topology, client: NetNode, mode: 'http-burst' | 'udp-bur
   return JSON.parse(stdout.trim().split('\n').at(-1)!) as BurstResult;
 }
 
-/** `count` HTTP requests to host:port, each on a new TCP connection (so each is a new flow). */
-export function httpBurst(t: Topology, client: NetNode, host: string, count: number, opts: { port?: number; concurrency?: number } = {}) {
-  return burst(t, client, 'http-burst', host, opts.port ?? 80, count, opts.concurrency ?? 8);
+/**
+ * `count` HTTP requests to host:port, each on a new TCP connection (so each is a new flow).
+ * `sourcePortBase` binds source ports base..base+count-1 (below the ephemeral range, 32768, and
+ * not reused within a topology: the client's side of a closed connection sits in TIME_WAIT), so
+ * the flows, and the director's backend picks, are the same on every run.
+ */
+export function httpBurst(t: Topology, client: NetNode, host: string, count: number,
+  opts: { port?: number; concurrency?: number; sourcePortBase?: number } = {}) {
+  return burst(t, client, 'http-burst', host, opts.port ?? 80, count, opts.concurrency ?? 8,
+    opts.sourcePortBase ? [String(opts.sourcePortBase)] : []);
 }
 
 /**
  * `count` UDP datagrams to host:port, each from a new socket (a new flow), each answered by the
  * server's name. `sourcePortBase` binds source ports base..base+count-1 (keep them below the
- * ephemeral range, 32768): a UDP 5-tuple seen before is the *same* flow to the director until it
- * idles out, so bursts that must be new flows use fresh ports.
+ * ephemeral range, 32768): the spread is then the same on every run; and a UDP 5-tuple seen before
+ * is the *same* flow to the director until it idles out, so bursts that must be new flows use
+ * fresh ports.
  */
 export function udpBurst(t: Topology, client: NetNode, host: string, count: number,
   opts: { port?: number; concurrency?: number; sourcePortBase?: number } = {}) {

@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // Traffic client run inside a client namespace (by test/lib/traffic.ts). Every mode is bounded.
-//   http-burst HOST PORT COUNT CONCURRENCY   COUNT requests, each on a new TCP connection
+//   http-burst HOST PORT COUNT CONCURRENCY [SPORT_BASE]
+//              COUNT requests, each on a new TCP connection
 //   udp-burst  HOST PORT COUNT CONCURRENCY [SPORT_BASE]
-//              COUNT datagrams, each from a new socket (a new flow); with SPORT_BASE the sockets bind
-//              source ports SPORT_BASE.. (so no datagram reuses a 5-tuple an earlier burst left in
-//              the director's connection table), else ephemeral ports
+//              COUNT datagrams, each from a new socket (a new flow)
+//              With SPORT_BASE, request/datagram n binds source port SPORT_BASE+n: the 5-tuples, and
+//              so the director's backend picks, are the same on every run, and no flow reuses a
+//              5-tuple an earlier burst left in the director's connection table (or in TIME_WAIT).
+//              Without it, ephemeral ports (random, so the spread varies from run to run).
 //   hold       HOST PORT CONNS INTERVAL_MS MAX_S
 //              CONNS long-lived keep-alive connections, one request each every INTERVAL_MS; prints
 //              {"event":"ready"} once all have answered; on a stdin line `report` prints the state,
@@ -38,9 +41,12 @@ async function pool(count, concurrency, one) {
   }));
 }
 
-function httpOnce() {
+const sportBase = c ? Number(c) : 0;
+
+function httpOnce(seq) {
   return new Promise((resolve) => {
     const req = http.request({ host, port, path: '/', agent: false, family, timeout: 3000,
+      ...(sportBase ? { localPort: sportBase + seq } : {}),
       headers: { connection: 'close' } }, (res) => {
       let body = '';
       res.setEncoding('utf8');
@@ -53,8 +59,6 @@ function httpOnce() {
     req.end();
   });
 }
-
-const sportBase = mode === 'udp-burst' && c ? Number(c) : 0;
 
 function udpOnce(seq) {
   return new Promise((resolve) => {
@@ -148,7 +152,7 @@ if (mode === 'http-burst' || mode === 'udp-burst') {
   const t = tally();
   let seq = 0;
   await pool(Number(a), Number(b), async () => {
-    const [server, err] = mode === 'http-burst' ? await httpOnce() : await udpOnce(seq++);
+    const [server, err] = mode === 'http-burst' ? await httpOnce(seq++) : await udpOnce(seq++);
     record(t, server, err);
   });
   process.stdout.write(`${JSON.stringify(t)}\n`);
