@@ -10,14 +10,15 @@
  * derived by user space as FLOW_HIT + FLOW_NEW, see director_shared.h).
  *
  * Decisions:
- * - Fast path (flow_cache.h, docs/decisions/0005): an established flow's packet that carries no
- *   SYN/FIN/RST is looked up first in a per-CPU, direct-mapped flow cache (inlined array lookups,
- *   no helper call), holding what the slow path below last decided for the flow, for at most
- *   0.5 s and only while the cache epoch (cache_epoch) is unchanged. A hit rewrites the MACs and
- *   counts into the entry itself (pending FLOW_HIT, VIP and backend counts, docs/decisions/0006).
- *   Everything else, and every cache miss, takes the slow path: VIP lookup, connection table,
- *   Maglev; a forwarded flow refills the cache. Costs measured in docs/decisions/0005 and
- *   0006.
+ * - Fast path (fast_path.h, flow_cache.h, docs/decisions/0005, 0007): an established flow's
+ *   packet in a common form (at most one VLAN tag, IPv4 without options or IPv6 without extension
+ *   headers, unfragmented, TCP without SYN/FIN/RST or UDP) is parsed straight into its key and
+ *   looked up first in a per-CPU, direct-mapped flow cache (inlined array lookups, no helper
+ *   call), holding what the slow path below last decided for the flow, for at most 0.5 s and only
+ *   while the cache epoch (cache_epoch) is unchanged. A hit rewrites the MACs and counts into the
+ *   entry itself (pending FLOW_HIT, VIP and backend counts, docs/decisions/0006).
+ *   Everything else, and every cache miss, takes the slow path: full parse, VIP lookup, connection
+ *   table, Maglev; a forwarded flow refills the cache. Costs measured in docs/decisions/0005-0007.
  * - Backend choice. An existing, unexpired entry in the connection table (`flows`) wins;
  *   otherwise the flow's hash (jhash of the flow key, or of the client address alone for
  *   XDIR_VIP_F_HASH_SRC_ONLY services) picks a slot of the VIP's Maglev ring, and the new
@@ -78,6 +79,7 @@
 #include "icmp.h"
 #include "flow.h"
 #include "flow_cache.h"
+#include "fast_path.h"
 
 /* bpf_fib_lookup() is GPL-only; this licence is GPL-compatible. */
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -245,11 +247,9 @@ static __always_inline int xdir_action(enum xdir_reason reason)
 	}
 }
 
-SEC("xdp")
-int xdir_director(struct xdp_md *ctx)
+/* Every packet the fast path does not forward: the full parse, the decision, the counters. */
+static __always_inline int xdir_slow_path(struct xdp_md *ctx, void *data, void *data_end)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	struct xdir_packet pkt __attribute__((aligned(8))) = {};
 	struct xdir_target target = {};
 	enum xdir_reason reason;
@@ -257,20 +257,6 @@ int xdir_director(struct xdp_md *ctx)
 
 	pkt.bytes = data_end - data;
 	parsed = xdir_parse(data, data_end, &pkt);
-	/* The fast path: an established flow on this CPU's cache, a packet that changes nothing. */
-	if (xdir_flow_cache_enabled() && parsed == XDIR_PARSE_L4 &&
-	    !(pkt.tcp_flags & (XDIR_TCP_SYN | XDIR_TCP_FIN | XDIR_TCP_RST))) {
-		struct flow_cache_entry *e = xdir_flow_cache_find(&pkt.flow);
-
-		if (e) {
-			/* Pending FLOW_HIT, VIP and backend counts, in the entry this CPU already holds:
-			 * moved into the stats maps when the slot is refilled (flow_cache.h). */
-			e->packets += 1;
-			e->bytes += pkt.bytes;
-			xdir_rewrite_macs(ctx, e->backend_mac);
-			return XDP_TX;
-		}
-	}
 	reason = xdir_decide(ctx, &pkt, parsed, &target);
 	/* FORWARDED = FLOW_HIT + FLOW_NEW, derived by user space: one counter less per packet. */
 	if (reason != XDIR_R_FORWARDED)
@@ -280,4 +266,26 @@ int xdir_director(struct xdp_md *ctx)
 		xdir_count(&backend_stats, target.backend_id, pkt.bytes);
 	}
 	return xdir_action(reason);
+}
+
+SEC("xdp")
+int xdir_director(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	/* The fast path: an established flow on this CPU's cache, a packet that changes nothing. */
+	if (xdir_flow_cache_enabled()) {
+		struct flow_cache_entry *e = xdir_fast_find(data, data_end);
+
+		if (e) {
+			/* Pending FLOW_HIT, VIP and backend counts, in the entry this CPU already holds:
+			 * moved into the stats maps when the slot is refilled (flow_cache.h). */
+			e->packets += 1;
+			e->bytes += data_end - data;
+			xdir_rewrite_macs(ctx, e->backend_mac);
+			return XDP_TX;
+		}
+	}
+	return xdir_slow_path(ctx, data, data_end);
 }

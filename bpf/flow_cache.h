@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The per-CPU flow cache: the established-flow fast path (docs/decisions/0005, 0006).
+ * The per-CPU flow cache: the established-flow fast path (docs/decisions/0005, 0006, 0007; the
+ * common-form parse that probes it is fast_path.h).
  *
  * A direct-mapped table per CPU (PERCPU_ARRAY, whose lookup the verifier inlines, like the
  * ARRAY cache_epoch), indexed by a cheap fold of the flow key, in front of the connection table
@@ -100,18 +101,17 @@ static __always_inline bool xdir_flow_cache_enabled(void)
  * result. A plain XOR of the words would cancel for structured IPv6 addresses (e.g. every
  * 2001:db8:0:N::N folds to one value), putting all their flows in one slot.
  */
-static __always_inline __u32 xdir_flow_cache_slot(const __u64 *k)
+static __always_inline __u32 xdir_flow_cache_slot_of(__u64 k0, __u64 k1, __u64 k2, __u64 k3, __u64 k4)
 {
-	__u64 h = k[0] * 0x9e3779b97f4a7c15ULL + k[1] * 0xc2b2ae3d27d4eb4fULL +
-		  k[2] * 0x165667b19e3779f9ULL + k[3] * 0xd6e8feb86659fd93ULL +
-		  k[4] * 0xff51afd7ed558ccdULL;
+	__u64 h = k0 * 0x9e3779b97f4a7c15ULL + k1 * 0xc2b2ae3d27d4eb4fULL + k2 * 0x165667b19e3779f9ULL +
+		  k3 * 0xd6e8feb86659fd93ULL + k4 * 0xff51afd7ed558ccdULL;
 
 	return (__u32)(h >> (64 - XDIR_FLOW_CACHE_BITS));
 }
 
-static __always_inline bool xdir_flow_key_equal(const __u64 *a, const __u64 *b)
+static __always_inline __u32 xdir_flow_cache_slot(const __u64 *k)
 {
-	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4])) == 0;
+	return xdir_flow_cache_slot_of(k[0], k[1], k[2], k[3], k[4]);
 }
 
 /* cache_epoch[0]; the key is in .rodata, so the inlined array lookup needs no stack store. */
@@ -122,15 +122,20 @@ static __always_inline __u32 xdir_cache_epoch(void)
 	return epoch ? *epoch : 0;
 }
 
-/* The cached decision for this flow, or NULL (absent, aged out, or the cache epoch moved on). */
-static __always_inline struct flow_cache_entry *xdir_flow_cache_find(const struct flow_key *flow)
+/* The cached decision for the flow whose key is k0..k4, or NULL (absent, aged out, or the cache
+ * epoch moved on). The key in words, not through memory: the fast path keeps it in registers. */
+static __always_inline struct flow_cache_entry *xdir_flow_cache_find(__u64 k0, __u64 k1, __u64 k2, __u64 k3,
+								     __u64 k4)
 {
-	const __u64 *k = (const __u64 *)flow;
 	struct flow_cache_entry *e;
-	__u32 slot = xdir_flow_cache_slot(k);
+	const __u64 *ek;
+	__u32 slot = xdir_flow_cache_slot_of(k0, k1, k2, k3, k4);
 
 	e = bpf_map_lookup_elem(&flow_cache, &slot);
-	if (!e || !xdir_flow_key_equal((const __u64 *)&e->key, k))
+	if (!e)
+		return NULL;
+	ek = (const __u64 *)&e->key;
+	if (((ek[0] ^ k0) | (ek[1] ^ k1) | (ek[2] ^ k2) | (ek[3] ^ k3) | (ek[4] ^ k4)) != 0)
 		return NULL;
 	if (bpf_jiffies64() - e->checked >= XDIR_FLOW_CACHE_JIFFIES || e->epoch != xdir_cache_epoch())
 		return NULL;

@@ -14,6 +14,7 @@ import {
   ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, TCP_FLAGS, arpRequest, frame, frameMacs, icmpError, ipPacket,
   type FrameSpec,
 } from '../lib/packets.js';
+import { mutate } from '../lib/frame-mutations.js';
 import { TestDirector, VERDICT_NAMES, XDP } from './director-harness.js';
 import { mulberry32 } from '../lib/prng.js';
 
@@ -68,51 +69,6 @@ function baseFrames(): Buffer[] {
   frames.push(icmpError({ router: 'fd00:3::1', quoted: reply6, type: 2, code: 0, mtu: 1280, quoteBytes: 64, ...eth }));
   frames.push(arpRequest({ senderIp: '198.18.1.1', targetIp: '198.18.0.10' }));
   return frames;
-}
-
-/** Offset of the IP header in a frame built above (after any VLAN tags). */
-function l3Offset(f: Buffer): number {
-  let off = 12;
-  while (off + 2 <= f.length && [ETH_P_8021Q, ETH_P_8021AD].includes(f.readUInt16BE(off))) off += 4;
-  return off + 2;
-}
-
-function mutate(base: Buffer, rand: () => number): Buffer {
-  const int = (n: number): number => Math.floor(rand() * n);
-  const f = Buffer.from(base);
-  const l3 = l3Offset(f);
-  switch (int(6)) {
-    case 0: { // flip 1..8 random bits
-      for (let i = int(8) + 1; i > 0; i--) { const at = int(f.length); f[at] = f[at]! ^ (1 << int(8)); }
-      return f;
-    }
-    case 1: // bogus IHL/version byte
-      if (l3 < f.length) f[l3] = (f[l3]! & 0xf0) | int(16);
-      if (rand() < 0.3 && l3 < f.length) f[l3] = int(256);
-      return f;
-    case 2: { // bogus IPv4 total length / IPv6 payload length
-      const v6 = l3 < f.length && f[l3]! >> 4 === 6;
-      const at = v6 ? l3 + 4 : l3 + 2;
-      const edge = [0, 1, 19, 20, 21, 39, 40, 41, f.length - l3, f.length - l3 + 1, 0xffff, int(0x10000)];
-      if (at + 2 <= f.length) f.writeUInt16BE(edge[int(edge.length)]!, at);
-      return f;
-    }
-    case 3: { // stack VLAN tags (0..3 more) with assorted TPIDs
-      const tpids = [ETH_P_8021Q, ETH_P_8021AD, 0x9100, int(0x10000)];
-      const tags = Buffer.alloc(4 * (int(3) + 1));
-      for (let i = 0; i < tags.length; i += 4) { tags.writeUInt16BE(tpids[int(tpids.length)]!, i); tags.writeUInt16BE(int(4096), i + 2); }
-      return Buffer.concat([f.subarray(0, 12), tags, f.subarray(12)]);
-    }
-    case 4: { // garble bytes in the L3/L4 headers (extension header lengths, fragment fields, ports, ICMP type)
-      for (let i = int(4) + 1; i > 0; i--) {
-        const at = l3 + int(Math.max(1, Math.min(120, f.length - l3)));
-        if (at < f.length) f[at] = int(256);
-      }
-      return f;
-    }
-    default: // truncate somewhere, then maybe flip a bit
-      return f.subarray(0, ETH_HLEN + int(f.length - ETH_HLEN + 1));
-  }
 }
 
 function randomFrame(rand: () => number): Buffer {

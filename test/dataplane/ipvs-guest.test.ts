@@ -1,8 +1,9 @@
 /**
  * The IPVS data path on a kernel that has IPVS (the host's has none): boots the guest VM once
  * (test/guest/run-in-guest.sh: Debian's kernel under qemu, the host's files read-only) and runs
- * test/guest/ipvs-suite.ts inside it. The guest's uvu summary is printed here, so test/run.mjs
- * counts its tests; this file adds one test of its own: the guest ran and the suite exited 0.
+ * test/guest/ipvs-suite.ts inside it, then test/guest/xdp-suite.ts (the XDP program on that older
+ * kernel). The guest's uvu summaries are printed here, so test/run.mjs counts their tests; this
+ * file adds one test of its own: the guest ran and both suites exited 0.
  * `make test-ipvs` runs exactly this file.
  */
 import { test } from 'uvu';
@@ -29,14 +30,17 @@ function runInGuest(command: string): Promise<{ code: number | null; output: str
   });
 }
 
-privilegedTest('the IPVS guest boots and its suite passes (its own uvu summary is printed above)', async () => {
-  // Inside the repo whatever the cache dir, so the bundle's npm imports resolve from node_modules.
-  const out = join(root, '.cache', 'guest-bundle', 'ipvs-suite.mjs');
-  mkdirSync(join(root, '.cache', 'guest-bundle'), { recursive: true });
-  await bundleForGuest(join(root, 'test/guest/ipvs-suite.ts'), out);
-  const { code, output } = await runInGuest(`node --enable-source-maps ${relative(root, out)}`);
-  assert.match(output, /Total:\s+\d+/, 'the guest suite printed a summary');
-  assert.is(code, 0, 'the guest suite exited 0');
+privilegedTest('the IPVS guest boots and its suites pass (their own uvu summaries are printed above)', async () => {
+  // Inside the repo whatever the cache dir, so the bundles' npm imports resolve from node_modules.
+  const dir = join(root, '.cache', 'guest-bundle');
+  mkdirSync(dir, { recursive: true });
+  const suites = ['ipvs-suite', 'xdp-suite'];
+  for (const s of suites) await bundleForGuest(join(root, `test/guest/${s}.ts`), join(dir, `${s}.mjs`));
+  // Both run whatever the first's result; the exit code is non-zero if either failed.
+  const command = suites.map((s) => `node --enable-source-maps ${relative(root, join(dir, `${s}.mjs`))} || rc=1`).join('; ');
+  const { code, output } = await runInGuest(`rc=0; ${command}; exit $rc`);
+  assert.is([...output.matchAll(/Total:\s+\d+/g)].length, suites.length, 'each guest suite printed a summary');
+  assert.is(code, 0, 'the guest suites exited 0');
 });
 
 test.run();
