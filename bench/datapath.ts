@@ -31,7 +31,10 @@
  *    figure is an integer, truncated; it is kept beside it, as is the wall clock), and blind to
  *    time the thread sat preempted, so other work on this 2-core machine does not inflate it the
  *    way it inflates wall time. Median of --rounds rounds (the minimum is kept too), all
- *    measurements interleaved in each round so background load hits them alike. Hot caches, one
+ *    measurements interleaved in each round so background load hits them alike. The ratio to the
+ *    minimal forwarder is paired: each round's figure over the forwarder's in the same round
+ *    (measured just before it), median over the rounds; so a slow stretch of the machine that hits
+ *    a pair alike cancels out (the ratio of the two medians is kept beside it). Hot caches, one
  *    CPU: the program's CPU cost per packet, not a line-rate figure.
  * 2. Maglev build time of a 65,537-slot ring with 10, 100 and 1,000 equal-weight backends
  *    (bench/lib/maglev-build.ts; bench/maglev.ts compares it with modulo hashing and measures
@@ -74,10 +77,10 @@ function argNumber(name: string, fallback: number, min: number, max: number): nu
   return v;
 }
 const REPEAT = argNumber('--repeat', 1_000_000, 1_000_000, 10_000_000);
-const ROUNDS = argNumber('--rounds', 7, 1, 25);
+const ROUNDS = argNumber('--rounds', 15, 1, 25);
 const APPLY_RUNS = argNumber('--apply-runs', 3, 1, 10);
 /** The packet rounds stop early (with fewer rounds) rather than run past this. */
-const PACKET_BUDGET_MS = 45_000;
+const PACKET_BUDGET_MS = 60_000;
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RING_SIZE = DEFAULT_RING_SIZE; // 65,537: each ring is one 256 KiB array value
@@ -254,11 +257,11 @@ function measurePackets() {
       wallNsPerPacket: ns2(median(xs.map((x) => x.wallNs))),
       samplesNs: xs.map((x) => ns2(x.cpuNs)),
     });
-    const summaries = measurements.map((m, i) => ({ m, s: summary(samples[i]!) }));
-    const of = (family: Family, name: string) => summaries.find((x) => x.m.family === family && x.m.name === name)!.s;
-    const cases = summaries.map(({ m, s }) => {
+    const summaries = measurements.map((m, i) => ({ m, s: summary(samples[i]!), xs: samples[i]! }));
+    const of = (family: Family, name: string) => summaries.find((x) => x.m.family === family && x.m.name === name)!;
+    const cases = summaries.map(({ m, s, xs }) => {
       const fwd = of(m.family, 'minimal forwarder');
-      const floor = of(m.family, 'xdp-drop (floor)');
+      const floor = of(m.family, 'xdp-drop (floor)').s;
       return {
         family: m.family,
         program: m.name,
@@ -266,9 +269,11 @@ function measurePackets() {
         path: m.path?.reason ?? null,
         frameBytes: m.data.length,
         ...s,
-        /** Median over the minimal forwarder's median, same family. */
-        ratioToForwarder: Number((s.nsPerPacket / fwd.nsPerPacket).toFixed(2)),
-        ratioOfMinima: Number((s.minNsPerPacket / fwd.minNsPerPacket).toFixed(2)),
+        /** Paired: median over the rounds of this round's figure / the forwarder's in the same round. */
+        ratioToForwarder: Number(median(xs.map((x, r) => x.cpuNs / fwd.xs[r]!.cpuNs)).toFixed(2)),
+        /** This median over the minimal forwarder's median, same family. */
+        ratioOfMedians: Number((s.nsPerPacket / fwd.s.nsPerPacket).toFixed(2)),
+        ratioOfMinima: Number((s.minNsPerPacket / fwd.s.minNsPerPacket).toFixed(2)),
         /** The program's own work: the floor (the test-run loop) taken out. */
         netOfFloorNs: ns2(s.nsPerPacket - floor.nsPerPacket),
       };
@@ -406,7 +411,8 @@ const result = {
   packets: {
     method: 'BPF_PROG_TEST_RUN with repeat; ns/packet = thread CPU time of the syscall / repeat, median of rounds; ' +
       'flow-hit is the per-CPU flow cache\'s fast path; flow-hit, no cache loads the program with flow_cache_off = 1 (the slow path of a cache miss); ' +
-      'new-flow uses a second load with flow_idle_timeout_ns = 0 so every packet takes the Maglev path; ratios are to the minimal forwarder',
+      'new-flow uses a second load with flow_idle_timeout_ns = 0 so every packet takes the Maglev path; ratioToForwarder is paired: the median over rounds of ' +
+      'the case / the minimal forwarder in the same round (ratioOfMedians and ratioOfMinima beside it)',
     repeat: REPEAT,
     rounds: packets.rounds,
     ringSize: RING_SIZE,
@@ -433,7 +439,7 @@ printTable(packets.cases.map((c) => ({
   'min ns': c.minNsPerPacket,
   'kernel ns': c.kernelNsPerPacket,
   'net of floor ns': c.netOfFloorNs,
-  '/ minimal fwd': c.ratioToForwarder,
+  '/ minimal fwd (paired)': c.ratioToForwarder,
 })), {
   digits: 2,
   title: `ns per packet, BPF_PROG_TEST_RUN (kernel ${result.kernel}, ${result.cpu}, repeat ${REPEAT}, median of ${packets.rounds} rounds)`,
