@@ -33,7 +33,7 @@
  *    way it inflates wall time. Median of --rounds rounds (the minimum is kept too), all
  *    measurements interleaved in each round so background load hits them alike. The ratio to the
  *    minimal forwarder is paired: each round's figure over the forwarder's in the same round
- *    (measured just before it), median over the rounds; so a slow stretch of the machine that hits
+ *    (measured moments apart), median over the rounds; so a slow stretch of the machine that hits
  *    a pair alike cancels out (the ratio of the two medians is kept beside it). Hot caches, one
  *    CPU: the program's CPU cost per packet, not a line-rate figure.
  * 2. Maglev build time of a 65,537-slot ring with 10, 100 and 1,000 equal-weight backends

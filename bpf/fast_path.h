@@ -11,13 +11,20 @@
  * Forms served: Ethernet with at most one 802.1Q/802.1ad tag; IPv4 with IHL 5 and no fragment
  * bits; IPv6 with TCP or UDP as its first next header; TCP without SYN, FIN or RST, or UDP. For
  * these the key is the one xdir_parse() builds, and every check that makes xdir_parse() call the
- * frame malformed (version, lengths, header bounds) is made here too, so a frame this path
+ * frame malformed (version, lengths, header bounds) is made here too, or implied (IPv4 total
+ * length >= IHL x 4 follows from the TCP/UDP header lying within it), so a frame this path
  * forwards is one the full parse would have found to be the same flow. Every other form (IPv4
  * options, IPv6 extension headers, fragments, ICMP, a bad length) misses here and takes the full
  * parse and the slow path, which is right for every frame and only slower.
  */
 #ifndef XDIR_FAST_PATH_H
 #define XDIR_FAST_PATH_H
+
+/* The key words below are built in little-endian memory order (parse.h's xdir_flow_word does the
+ * same with a byte-order switch); the director targets x86 (its unaligned packet loads, too). */
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "fast_path.h builds flow-key words for a little-endian target"
+#endif
 
 #include <stdbool.h>
 #include <linux/types.h>

@@ -88,8 +88,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flow_cache SEC(".maps");
 
-/* The flow key is read as five 64-bit words (struct xdir_packet keeps it 8-byte aligned). */
-
 static __always_inline bool xdir_flow_cache_enabled(void)
 {
 	return !flow_cache_off && flow_idle_timeout_ns >= XDIR_FLOW_CACHE_MIN_TIMEOUT_NS &&
@@ -109,6 +107,8 @@ static __always_inline __u32 xdir_flow_cache_slot_of(__u64 k0, __u64 k1, __u64 k
 	return (__u32)(h >> (64 - XDIR_FLOW_CACHE_BITS));
 }
 
+/* The slot of a key in memory, read as five 64-bit words (struct xdir_packet keeps it 8-byte
+ * aligned): the fill's way; the fast path has the words in registers already. */
 static __always_inline __u32 xdir_flow_cache_slot(const __u64 *k)
 {
 	return xdir_flow_cache_slot_of(k[0], k[1], k[2], k[3], k[4]);

@@ -10,6 +10,11 @@
  * (only a router would pass it on, and nobody can use it). So dropping changes nothing for
  * anyone, whatever the destination. Everything we merely do not understand (other ethertypes,
  * other protocols, routing headers, a truncated header in a fragment) goes to the kernel.
+ *
+ * fast_path.h parses the common forms again, for flow-cache hits only (docs/decisions/0007). What
+ * it accepts and the key it builds must stay what this parse gives for those frames: a change to
+ * a check or to the key layout here needs the same change there (test/bpf/fast-path.test.ts
+ * compares the two on valid and malformed frames).
  */
 #ifndef XDIR_PARSE_H
 #define XDIR_PARSE_H

@@ -1,15 +1,15 @@
 /**
  * The real director program (bpf/director.bpf.o) loaded through the real loader into its own
  * pin root, with helpers to fill its maps the way the control plane does and to run frames
- * through it with BPF_PROG_TEST_RUN. Shared by test/bpf/prog-test-run.test.ts and fuzz.test.ts.
+ * through it with BPF_PROG_TEST_RUN. Shared by the tests in test/bpf/ and the guest's xdp-suite.
  */
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, BpfObject, possibleCpus } from '../../control/bpf/object.js';
 import {
-  XDIR_REASON_NAMES, decodeFlowState, decodeU32, decodeVipMeta, encodeBackend, encodeFlowKey, encodeRing, encodeU32,
-  encodeVipKey, encodeVipMeta, nextVipGen, reasonCountersById, sumPerCpuCounter, zeroPerCpuCounter, type FlowKey, type FlowState, type ReasonName, type VipKey,
+  LAYOUT, XDIR_REASON_NAMES, decodeFlowState, decodeU32, decodeVipMeta, encodeBackend, encodeFlowKey, encodeRing, encodeU32,
+  encodeVipKey, encodeVipMeta, nextVipGen, perCpuStride, reasonCountersById, sumPerCpuCounter, zeroPerCpuCounter, type FlowKey, type FlowState, type ReasonName, type VipKey,
 } from '../../control/dataplane/xdp/codecs.js';
 import type { Counter } from '../../control/dataplane/dataplane.js';
 import { addPendingFlowHits, pendingFlowCacheCounts, withPending, type PendingCounts } from '../../control/dataplane/xdp/flow-cache-counts.js';
@@ -27,6 +27,20 @@ export interface DirectorOptions {
   flowCache?: boolean;
   /** Another build of the program (default bpf/director.bpf.o). */
   objectPath?: string;
+}
+
+/** The key words' multipliers of xdir_flow_cache_slot_of() in bpf/flow_cache.h. */
+const SLOT_MULTIPLIERS = [0x9e3779b97f4a7c15n, 0xc2b2ae3d27d4eb4fn, 0x165667b19e3779f9n, 0xd6e8feb86659fd93n, 0xff51afd7ed558ccdn];
+const FLOW_CACHE_BITS = 12n;
+
+/**
+ * The flow cache slot of an encoded flow key, computed as bpf/flow_cache.h does. Test-only: a drift
+ * from the C shows as fast-path.test.ts's "is served by the fast path" checks failing.
+ */
+export function flowCacheSlot(key: Buffer): number {
+  let h = 0n;
+  for (let i = 0; i < 5; i++) h += key.readBigUInt64LE(8 * i) * SLOT_MULTIPLIERS[i]!;
+  return Number(BigInt.asUintN(64, h) >> (64n - FLOW_CACHE_BITS));
 }
 
 export class TestDirector {
@@ -136,6 +150,22 @@ export class TestDirector {
   flow(key: FlowKey): FlowState | null {
     const v = this.obj.map('flows').lookup(encodeFlowKey(key));
     return v ? decodeFlowState(v) : null;
+  }
+
+  /**
+   * The fast path's pending packets of this flow, summed over the CPUs' cache entries for it. A
+   * fast-path hit adds exactly 1; a miss adds nothing (a refill empties the entry first).
+   */
+  cachedPackets(key: FlowKey): bigint {
+    const k = encodeFlowKey(key);
+    const v = this.obj.map('flow_cache').lookup(encodeU32(flowCacheSlot(k)))!;
+    const E = LAYOUT.flow_cache_entry.fields, stride = perCpuStride(LAYOUT.flow_cache_entry.size);
+    let packets = 0n;
+    for (let cpu = 0; cpu < this.cpus; cpu++) {
+      const at = cpu * stride;
+      if (v.subarray(at + E.key, at + E.key + k.length).equals(k)) packets += v.readBigUInt64LE(at + E.packets);
+    }
+    return packets;
   }
 
   /** A stats map's own counter, without the flow cache's pending counts. */

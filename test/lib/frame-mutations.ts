@@ -31,7 +31,13 @@ export function mutate(base: Buffer, rand: () => number): Buffer {
     case 2: { // bogus IPv4 total length / IPv6 payload length
       const v6 = l3 < f.length && f[l3]! >> 4 === 6;
       const at = v6 ? l3 + 4 : l3 + 2;
-      const edge = [0, 1, 19, 20, 21, 39, 40, 41, f.length - l3, f.length - l3 + 1, 0xffff, int(0x10000)];
+      // The length that just holds, or is one short of, a UDP (8) or TCP (20) header after the IP
+      // header (the IPv4 length counts the header, IHL x 4; IPv6's payload length does not), and the
+      // frame's own end, one byte either side.
+      const ipHdr = v6 ? 0 : ((f[l3] ?? 0) & 0x0f) * 4;
+      const frameEnd = f.length - l3 - (v6 ? 40 : 0);
+      const edge = [0, 1, 19, 20, 21, 39, 40, 41, ipHdr + 7, ipHdr + 8, ipHdr + 19, ipHdr + 20,
+        frameEnd - 1, frameEnd, frameEnd + 1, 0xffff, int(0x10000)].map((n) => Math.max(0, n) & 0xffff);
       if (at + 2 <= f.length) f.writeUInt16BE(edge[int(edge.length)]!, at);
       return f;
     }
@@ -48,7 +54,7 @@ export function mutate(base: Buffer, rand: () => number): Buffer {
       }
       return f;
     }
-    default: // truncate somewhere, then maybe flip a bit
+    default: // truncate somewhere
       return f.subarray(0, ETH_HLEN + int(f.length - ETH_HLEN + 1));
   }
 }
