@@ -526,7 +526,7 @@ privilegedTest('removing a service stops its established flows at once, also tho
   }
 });
 
-privilegedTest('MACs come from the kernel neighbour table, including ones learned after apply', async () => {
+privilegedTest('MACs come from the kernel neighbour table, including ones learned or changed after apply', async () => {
   const ns = `xd-${process.pid}-${randomBytes(3).toString('hex')}-nb`;
   const ip = (...args: string[]) => execFileSync('ip', ['-n', ns, ...args], { stdio: 'pipe' });
   execFileSync('ip', ['netns', 'add', ns]);
@@ -557,6 +557,31 @@ privilegedTest('MACs come from the kernel neighbour table, including ones learne
       m = readMaps(pinRoot);
       assert.is(m.backends.get(m.idOf('198.18.2.1')!)!.mac, '02:be:00:00:01:01', 'a rejected edit keeps the learned MAC');
       assert.is(m.backends.get(m.idOf('198.18.2.2')!)!.mac, '02:be:00:00:01:02');
+      // A known MAC that changes (a replaced server or NIC) is followed by the refresh too. An entry
+      // the kernel lost (garbage-collected: XDP traffic does not keep it in use) is not a change:
+      // the backend keeps its MAC. The entry goes first, so the refresh that shows the new MAC of
+      // .1 has seen .2 missing.
+      await dp.apply({ services: [noMacs] });
+      // Established flows, one per backend (and each in this CPU's flow cache): the one on .1 must
+      // follow its server to the new MAC, the one on .2 stays.
+      const prog = dp.program();
+      const to = (sport: number) => frameMacs(prog.testRun({ data: syn('198.18.0.10', 80, sport) }).data).dst;
+      const sports = new Map<string, number>();
+      for (let sport = 41000; sports.size < 2 && sport < 41100; sport++) if (!sports.has(to(sport))) sports.set(to(sport), sport);
+      const [on1, on2] = [sports.get('02:be:00:00:01:01')!, sports.get('02:be:00:00:01:02')!];
+      assert.ok(on1 && on2, 'a flow on each backend');
+      for (const sport of [on1, on2]) prog.testRun({ data: ack('198.18.0.10', 80, sport) });
+      ip('neigh', 'del', '198.18.2.2', 'dev', 'v0');
+      ip('neigh', 'replace', '198.18.2.1', 'lladdr', '02:be:00:00:01:11', 'dev', 'v0', 'nud', 'permanent');
+      await waitFor('the changed MAC in the backends map', () => {
+        m = readMaps(pinRoot);
+        return m.backends.get(m.idOf('198.18.2.1')!)!.mac === '02:be:00:00:01:11';
+      }, 10_000, 50);
+      assert.is(m.backends.get(m.idOf('198.18.2.2')!)!.mac, '02:be:00:00:01:02', 'a lost neighbour entry keeps the MAC');
+      assert.equal(dp.services()[0]!.backends.map((b) => b.state), ['active', 'active']);
+      const established = (sport: number) => frameMacs(prog.testRun({ data: ack('198.18.0.10', 80, sport) }).data).dst;
+      assert.is(established(on1), '02:be:00:00:01:11', 'the established flow follows its server to the new MAC');
+      assert.is(established(on2), '02:be:00:00:01:02', 'the other backend\'s flow stays');
     }, { interface: 'v0', neighbours: resolver, macRefreshMs: 50 });
   } finally {
     deleteNamespaceSync(ns);

@@ -152,6 +152,24 @@ test('MACs: a static MAC wins, learned MACs fill in, a change rewrites only the 
   assert.equal(p2.ops, [{ kind: 'backend-set', id: p1.next.backends.get('198.18.1.3')!.id, entry: { address: '198.18.1.3', mac: '02:00:00:00:00:03' } }]);
 });
 
+test('MACs: a known MAC that changes moves the backend\'s established flows after the entry; a lost one moves none', () => {
+  const learned = new Map([['198.18.1.1', '02:00:00:00:00:01'], ['198.18.1.2', '02:00:00:00:00:02'], ['198.18.1.3', '02:00:00:00:00:03']]);
+  const p1 = planApply(fresh(), desired(A), { ...opts, learnedMacs: learned });
+  const id = (a: string) => p1.next.backends.get(a)!.id;
+  // .1 moved to another NIC (learned), .2 is lost (the kernel no longer knows it), .3 is edited to a static MAC.
+  const edited = { ...A, backends: A.backends.map((b) => (b.address === '198.18.1.3' ? { ...b, mac: '02:00:00:00:00:33' } : b)) };
+  const relearned = new Map([['198.18.1.1', '02:00:00:00:00:11'], ['198.18.1.2', null], ['198.18.1.3', '02:00:00:00:00:03']]);
+  const p2 = planApply(p1.next, desired(edited), { ...opts, learnedMacs: relearned });
+  assert.equal(p2.ops.filter((op) => op.kind === 'backend-set' || op.kind === 'flows-move'), [
+    { kind: 'backend-set', id: id('198.18.1.1'), entry: { address: '198.18.1.1', mac: '02:00:00:00:00:11' } },
+    { kind: 'backend-set', id: id('198.18.1.2'), entry: { address: '198.18.1.2', mac: null } },
+    { kind: 'backend-set', id: id('198.18.1.3'), entry: { address: '198.18.1.3', mac: '02:00:00:00:00:33' } },
+    { kind: 'flows-move', backendId: id('198.18.1.1'), address: '198.18.1.1', from: '02:00:00:00:00:01', to: '02:00:00:00:00:11' },
+    { kind: 'flows-move', backendId: id('198.18.1.3'), address: '198.18.1.3', from: '02:00:00:00:00:03', to: '02:00:00:00:00:33' },
+  ]);
+  assert.is(p2.ops.at(-1)!.kind, 'flows-move', 'flows move after every other write');
+});
+
 test('freed ids are reused last (FIFO), and never within the apply that frees them', () => {
   const p1 = planApply(fresh(16, 4), desired(svc('198.18.0.10', 80, [{ address: '198.18.1.1', weight: 1 }])), opts);
   const old = p1.next.backends.get('198.18.1.1')!.id;

@@ -30,6 +30,8 @@ export class NetlinkNeighbourResolver implements NeighbourResolver {
    * size, synchronously, on the event loop).
    */
   private readonly tables = new Map<string, { atMs: number; macs: Map<string, string | null> }>();
+  /** Interface indexes by name, reused for `pollMs` for the same reason (a request per lookup otherwise). */
+  private readonly links = new Map<string, { atMs: number; index: number }>();
 
   constructor(private readonly opts: NetlinkNeighbourResolverOptions = {}) {
     this.waitMs = opts.waitMs ?? 1000;
@@ -53,12 +55,21 @@ export class NetlinkNeighbourResolver implements NeighbourResolver {
     return macs;
   }
 
+  private linkIndex(ifname: string): number {
+    const now = Date.now();
+    const cached = this.links.get(ifname);
+    if (cached && now - cached.atMs < this.pollMs) return cached.index;
+    const { index } = linkByName(this.socket(), ifname);
+    this.links.set(ifname, { atMs: now, index });
+    return index;
+  }
+
   /** The usable MAC for `address` on `ifname`, starting resolution when the kernel has none. */
   async lookup(address: string, ifname: string): Promise<string | null> {
     const parsed = parseAddress(address);
     if (!parsed) throw new Error(`neighbour lookup: '${address}' is not an IP address`);
     const canonical = formatAddress(parsed.bytes);
-    const { index } = linkByName(this.socket(), ifname);
+    const index = this.linkIndex(ifname);
     const find = (): string | null => this.table(index, parsed.family).get(canonical) ?? null;
     const known = find();
     if (known) return known;
@@ -75,5 +86,6 @@ export class NetlinkNeighbourResolver implements NeighbourResolver {
     this.sock?.close();
     this.sock = null;
     this.tables.clear();
+    this.links.clear();
   }
 }

@@ -84,7 +84,12 @@ export type MapOp =
   | { kind: 'vip-delete'; key: VipKey; service: string }
   | { kind: 'ring-delete'; vipId: number; service: string }
   /** Write the empty entry (family 0) so a restart sees the id as free. */
-  | { kind: 'backend-clear'; id: number; address: string };
+  | { kind: 'backend-clear'; id: number; address: string }
+  /**
+   * The backend at `address` changed its MAC (a NIC failover, a replaced server, an edited `mac:`):
+   * its established flows, which hold the MAC they were decided with, move from `from` to `to`.
+   */
+  | { kind: 'flows-move'; backendId: number; address: string; from: string; to: string };
 
 export interface SkippedService {
   service: string;
@@ -351,6 +356,7 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
   const finalUses = nextUses.result();
   const nextBackends = new MapEdit(current.backends);
   const frees: { address: string; id: number; programmed: boolean }[] = [];
+  const moveOps: MapOp[] = [];
   const macOf = (address: string, mac: string | null) =>
     staticMacFor(finalUses.get(address), mac) ?? opts.learnedMacs?.get(address) ?? null;
   // Knowing which learned MACs moved, only those backends and the ones a service change touched
@@ -364,6 +370,9 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
     const mac = macOf(address, cur.mac);
     if (mac === cur.mac) continue;
     backendOps.push({ kind: 'backend-set', id: cur.id, entry: { address, mac } });
+    // Same address, same server: its live connections follow it to the new MAC. (A MAC that is
+    // lost, null, moves nothing: the flows keep the last one that worked.)
+    if (cur.mac !== null && mac !== null) moveOps.push({ kind: 'flows-move', backendId: cur.id, address, from: cur.mac, to: mac });
     nextBackends.set(address, { ...cur, mac });
   }
   for (const address of touched) {
@@ -391,7 +400,8 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
   // Unchanged services were not visited: they are every programmed one not added or updated.
   if (delta) result.servicesUnchanged = vipsNext.size - result.servicesAdded - result.servicesUpdated;
   return {
-    ops: [...backendOps, ...ringOps, ...vipOps, ...removeOps, ...freeOps],
+    // Flows move last, once the backend entry already names the new MAC for new flows.
+    ops: [...backendOps, ...ringOps, ...vipOps, ...removeOps, ...freeOps, ...moveOps],
     next: {
       vips: vipsNext,
       backends: nextBackends.result(),

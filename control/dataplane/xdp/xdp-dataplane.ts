@@ -25,13 +25,14 @@ import {
 } from '../../bpf/index.js';
 import { logger } from '../../log.js';
 import { checkRingSize, DEFAULT_RING_SIZE } from '../../model/maglev.js';
+import { parseMac } from '../../model/address.js';
 import { serviceKey, type DesiredState, type VirtualService } from '../../model/types.js';
 import { formatValidationError, validateDesiredState, ValidationMemo } from '../../model/validate.js';
 import type {
   ApplyResult, BackendStatus, Counter, Dataplane, ServiceStatus, StatsSample, StopOptions,
 } from '../dataplane.js';
 import {
-  VIP_F_HASH_SRC_ONLY, XDIR_REASON_NAMES, decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta,
+  LAYOUT, VIP_F_HASH_SRC_ONLY, XDIR_REASON_NAMES, decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta,
   emptyBackend, encodeBackend, encodeRing, encodeU32, encodeVipKey, encodeVipMeta, nextVipGen, reasonCountersById, sumPerCpuCounters, zeroPerCpuCounter,
 } from './codecs.js';
 import { IdAllocator } from './ids.js';
@@ -62,7 +63,10 @@ export interface XdpDataplaneOptions {
   flowClosingTimeoutS?: number;
   /** Learns backend MACs the configuration does not give; without it the program uses bpf_fib_lookup. */
   neighbours?: NeighbourResolver;
-  /** How often unresolved MACs are looked up again (default 5000 ms; 0 = only on apply). */
+  /**
+   * How often learned MACs are looked up again (default 5000 ms; 0 = only on apply): an unresolved
+   * one until the kernel knows it, a known one to follow a change (a replaced server or NIC).
+   */
   macRefreshMs?: number;
   /** Attach the program to the interface (default true). Tests set false and use BPF_PROG_TEST_RUN. */
   attach?: boolean;
@@ -440,20 +444,23 @@ export class XdpDataplane implements Dataplane {
   }
 
   /**
-   * Asks the resolver for the MACs of backends without a static one (all of them, or only the
-   * unresolved ones; with `changes`, only those of the changed services). A failing lookup counts
-   * as unresolved. Returns the addresses whose learned MAC changed.
+   * Asks the resolver for the MACs of backends without a static one (with `changes`, only those of
+   * the changed services). A failing lookup counts as unresolved. With `refresh` (the periodic
+   * tick), an answer of "unresolved" for a backend that has a MAC keeps that MAC: a tick moves a
+   * MAC only to another one the kernel knows, so a neighbour entry the kernel garbage-collected
+   * (XDP traffic does not keep it in use) or a lookup that failed once never unprograms a working
+   * backend; a full apply (the reconciler's resync, every 60 s) takes the answer as it is.
+   * Returns the addresses whose learned MAC changed.
    */
-  private async resolveMacs(desired: DesiredState, onlyUnresolved: boolean, retain: ReadonlySet<string>,
+  private async resolveMacs(desired: DesiredState, refresh: boolean, retain: ReadonlySet<string>,
     changes?: ReadonlyMap<string, VirtualService | null>): Promise<Set<string>> {
     const changed = new Set<string>();
     const resolver = this.opts.neighbours;
     if (!resolver) return changed;
     const wanted = new Set<string>();
     if (changes) {
-      // Backends of unchanged services keep what was learned: the periodic refresh asks again
-      // only for unresolved ones, the next full apply (the reconciler's resync, every 60 s) for
-      // all; entries of backends no longer used are dropped at a full apply.
+      // Backends of unchanged services keep what was learned (the periodic refresh asks again);
+      // entries of backends no longer used are dropped at a full apply.
       for (const s of changes.values()) if (s) for (const b of s.backends) if (b.mac === undefined) wanted.add(b.address);
     } else {
       for (const s of desired.services) for (const b of s.backends) if (b.mac === undefined) wanted.add(b.address);
@@ -462,16 +469,19 @@ export class XdpDataplane implements Dataplane {
       for (const key of retain) for (const a of this.state.vips.get(key)?.backendAddresses ?? []) wanted.add(a);
       for (const a of [...this.learnedMacs.keys()]) if (!wanted.has(a)) { this.learnedMacs.delete(a); changed.add(a); }
     }
-    const ask = [...wanted].filter((a) => !onlyUnresolved || !this.learnedMacs.get(a));
-    await Promise.all(ask.map(async (address) => {
+    await Promise.all([...wanted].map(async (address) => {
       let mac: string | null = null;
       try {
         mac = await resolver.lookup(address, this.opts.interface);
       } catch (err) {
         log.warn({ backend: address, err: (err as Error).message }, 'neighbour lookup failed');
       }
-      if ((this.learnedMacs.get(address) ?? null) !== mac) changed.add(address);
+      const before = this.learnedMacs.get(address) ?? null;
+      if (refresh && mac === null && before !== null) return;
       this.learnedMacs.set(address, mac);
+      if (mac === before) return;
+      if (before !== null && mac !== null) log.info({ backend: address, from: before, to: mac }, 'backend MAC changed in the neighbour table; new flows use the new MAC');
+      changed.add(address);
     }));
     return changed;
   }
@@ -648,6 +658,9 @@ export class XdpDataplane implements Dataplane {
       case 'backend-clear':
         o.map('backends').update(encodeU32(op.id), emptyBackend());
         break;
+      case 'flows-move':
+        this.moveFlows(op);
+        break;
       case 'ring-set': {
         // A fresh inner map, filled before anyone can see it, then published with one update.
         const inner = BpfMap.create({ type: 'array', name: 'xdir_ring', keySize: 4, valueSize: 4 * this.ringSize, maxEntries: 1 });
@@ -702,6 +715,34 @@ export class XdpDataplane implements Dataplane {
     }
     this.writes++;
     this.opts.onMapWrite?.(op);
+  }
+
+  /**
+   * Rewrites the established flows of a backend whose MAC changed to the new MAC: every `flows`
+   * entry with its id and the old MAC (an entry with its id and another MAC belongs to a server the
+   * id named before). One batch read of the table and one batch write of the matches. A flow the
+   * program updates in between (last_seen, the CLOSING mark) may lose that one update, which only
+   * delays its expiry. The per-CPU flow cache holds copies: the cache epoch moves on at the end of
+   * the apply, so they are decided again from `flows`.
+   */
+  private moveFlows(op: Extract<MapOp, { kind: 'flows-move' }>): void {
+    const flows = this.object.map('flows');
+    const all = flows.lookupAll();
+    const F = LAYOUT.flow_state.fields, keySize = LAYOUT.flow_key.size, valueSize = LAYOUT.flow_state.size;
+    const from = Buffer.from(parseMac(op.from)!), to = Buffer.from(parseMac(op.to)!);
+    const keys: Buffer[] = [];
+    const values: Buffer[] = [];
+    for (let i = 0; i < all.count; i++) {
+      const v = all.values.subarray(i * valueSize, (i + 1) * valueSize);
+      if (v.readUInt32LE(F.backend_id) !== op.backendId || !v.subarray(F.backend_mac, F.backend_mac + 6).equals(from)) continue;
+      const moved = Buffer.from(v);
+      to.copy(moved, F.backend_mac);
+      keys.push(all.keys.subarray(i * keySize, (i + 1) * keySize));
+      values.push(moved);
+    }
+    if (keys.length) flows.updateBatch(Buffer.concat(keys), Buffer.concat(values), keys.length);
+    this.cacheEpochStale = true;
+    log.info({ backend: op.address, from: op.from, to: op.to, flows: keys.length }, 'backend MAC changed; its established flows moved to the new MAC');
   }
 
   /** vip_gens[vipId]: the id's current generation (pinned, so it carries on across restarts). */
