@@ -19,6 +19,9 @@
  *   entry itself (pending FLOW_HIT, VIP and backend counts, docs/decisions/0006).
  *   Everything else, and every cache miss, takes the slow path: full parse, VIP lookup, connection
  *   table, Maglev; a forwarded flow refills the cache. Costs measured in docs/decisions/0005-0007.
+ * - VIP prefilter (vip_filter, docs/decisions/0009): before the `vips` lookups (exact port, then
+ *   all ports: two hash lookups), one bit per destination address hash says whether the address
+ *   can be a VIP at all; traffic to the director's other addresses leaves after that bit test.
  * - Backend choice. An existing, unexpired entry in the connection table (`flows`) wins;
  *   otherwise the flow's hash (jhash of the flow key, or of the client address alone for
  *   XDIR_VIP_F_HASH_SRC_ONLY services) picks a slot of the VIP's Maglev ring, and the new

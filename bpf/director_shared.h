@@ -91,6 +91,24 @@ struct flow_cache_entry {
 	__u8 pad[6];
 };
 
+/*
+ * A prefilter of VIP addresses, so that traffic to any other address leaves after one bit test
+ * instead of two `vips` hash lookups (exact port, then all ports). Bit xdir_vip_filter_bit(dst)
+ * (flow.h: the destination's two 64-bit words times these multipliers, summed, top
+ * XDIR_VIP_FILTER_BITS bits) is set for every VIP address. A set bit only means "look it up":
+ * another address may share it. Until user space first writes the filter, `ready` is 0 and every
+ * address is looked up (a pin root from before the filter existed works unchanged).
+ */
+#define XDIR_VIP_FILTER_BITS 16
+#define XDIR_VIP_FILTER_WORDS (1U << (XDIR_VIP_FILTER_BITS - 6))
+#define XDIR_VIP_FILTER_MUL0 0x9e3779b97f4a7c15ULL
+#define XDIR_VIP_FILTER_MUL1 0xc2b2ae3d27d4eb4fULL
+struct vip_filter {
+	__u32 ready;
+	__u32 pad;
+	__u64 bits[XDIR_VIP_FILTER_WORDS];
+};
+
 /* Per-CPU packet and byte counter; user space sums the CPUs. */
 struct counter {
 	__u64 packets;
@@ -149,6 +167,11 @@ enum xdir_reason {
  *                  vips and vip_gens writes). A flow cache entry is trusted only under the epoch it
  *                  was decided in. (An id given to a new service needs no bump: its old VIP's
  *                  deletion made one.)
+ *   vip_filter     ARRAY         __u32 0 -> struct vip_filter                    max_entries = 1
+ *                  User space sets a VIP address's bit before it writes the address's first vips
+ *                  entry, and rewrites the whole filter without an address only after deleting the
+ *                  address's last vips entry, so a VIP is never filtered out. (A reader may see a
+ *                  rewrite half done, word by word; every word then still holds every live VIP's bit.)
  *   backends       ARRAY         __u32 backend_id -> struct backend              max_entries = max_backends
  *   backend_gens   ARRAY         __u32 backend_id -> __u32 generation            max_entries = max_backends
  *                  User space adds 1 when it gives the id to another real server, before zeroing

@@ -22,12 +22,32 @@ extern const volatile __u32 ring_size;
 extern const volatile __u64 flow_idle_timeout_ns;
 extern const volatile __u64 flow_closing_timeout_ns;
 
+/* The prefilter's bit for a destination address (its two 64-bit words, as in the flow key). */
+static __always_inline __u32 xdir_vip_filter_bit(const __u64 *dst)
+{
+	return (__u32)((dst[0] * XDIR_VIP_FILTER_MUL0 + dst[1] * XDIR_VIP_FILTER_MUL1) >> (64 - XDIR_VIP_FILTER_BITS));
+}
+
+/* False when the destination is certainly no VIP (its filter bit is clear in a written filter). */
+static __always_inline bool xdir_maybe_vip(const struct flow_key *flow)
+{
+	const struct vip_filter *f = bpf_map_lookup_elem(&vip_filter, &xdir_key_zero);
+	__u32 bit;
+
+	if (!f || !f->ready)
+		return true;
+	bit = xdir_vip_filter_bit((const __u64 *)flow->dst);
+	return f->bits[bit >> 6] & (1ULL << (bit & 63));
+}
+
 /* The service for a flow: the exact port first, then the service for all ports (port 0). */
 static __always_inline struct vip_meta *xdir_lookup_vip(const struct flow_key *flow)
 {
 	struct vip_key key = {};
 	struct vip_meta *vip;
 
+	if (!xdir_maybe_vip(flow))
+		return NULL;
 	__builtin_memcpy(key.addr, flow->dst, sizeof(key.addr));
 	key.port = flow->dport;
 	key.proto = flow->proto;

@@ -60,7 +60,6 @@
 
 /* Constant map keys in .rodata: the inlined array lookups read them without a stack store. */
 static const __u32 xdir_key_flow_hit = XDIR_EV_FLOW_HIT;
-static const __u32 xdir_key_zero = 0;
 
 extern const volatile __u64 flow_idle_timeout_ns;
 extern const volatile __u64 flow_closing_timeout_ns;

@@ -83,6 +83,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cache_epoch SEC(".maps");
 
+/* The VIP address prefilter (director_shared.h, struct vip_filter). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct vip_filter);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} vip_filter SEC(".maps");
+
 /* Real servers by backend id (the values in ring slots). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -132,5 +141,8 @@ struct {
 	__uint(max_entries, XDIR_REASON_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } reason_stats SEC(".maps");
+
+/* Key 0 of the one-entry arrays, in .rodata: their inlined lookups read it without a stack store. */
+static const __u32 xdir_key_zero = 0;
 
 #endif /* XDIR_MAPS_H */

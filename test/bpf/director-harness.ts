@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, BpfObject, possibleCpus } from '../../control/bpf/object.js';
 import {
-  LAYOUT, XDIR_REASON_NAMES, decodeFlowState, decodeU32, decodeVipMeta, encodeBackend, encodeFlowKey, encodeRing, encodeU32,
+  LAYOUT, XDIR_REASON_NAMES, decodeFlowState, decodeU32, decodeVipKey, decodeVipMeta, encodeBackend, encodeFlowKey, encodeRing, encodeU32, encodeVipFilter,
   encodeVipKey, encodeVipMeta, nextVipGen, perCpuStride, reasonCountersById, sumPerCpuCounter, zeroPerCpuCounter, type FlowKey, type FlowState, type ReasonName, type VipKey,
 } from '../../control/dataplane/xdp/codecs.js';
 import type { Counter } from '../../control/dataplane/dataplane.js';
@@ -79,8 +79,13 @@ export class TestDirector {
     rmSync(this.pinRoot, { recursive: true, force: true });
   }
 
-  /** Writes the VIP as the control plane does: a VIP new to its id moves vip_gens[id] on first. */
+  /**
+   * Writes the VIP as the control plane does: its address's bit into the prefilter and, for a VIP
+   * new to its id, vip_gens[id] on, before the entry.
+   */
   addVip(key: VipKey, vipId: number, flags = 0): void {
+    const f = this.obj.map('vip_filter');
+    f.update(encodeU32(0), encodeVipFilter([key.vip], f.lookup(encodeU32(0))!));
     const k = encodeVipKey(key);
     const old = this.obj.map('vips').lookup(k);
     const oldMeta = old ? decodeVipMeta(old) : null;
@@ -102,7 +107,10 @@ export class TestDirector {
     m.update(encodeU32(0), encodeU32((decodeU32(m.lookup(encodeU32(0))!) + 1) >>> 0));
   }
 
-  /** Deletes the VIP as the control plane does: the entry, then its id's generation and the cache epoch move on. */
+  /**
+   * Deletes the VIP as the control plane does: the entry, then its id's generation and the cache
+   * epoch move on, then the prefilter is rewritten from the VIPs left.
+   */
   removeVip(key: VipKey): void {
     const k = encodeVipKey(key);
     const old = this.obj.map('vips').lookup(k);
@@ -112,6 +120,12 @@ export class TestDirector {
       this.obj.map('vip_gens').update(encodeU32(meta.vipId), encodeU32(nextVipGen(meta.gen)));
       this.bumpCacheEpoch();
     }
+    this.obj.map('vip_filter').update(encodeU32(0), encodeVipFilter(this.obj.map('vips').keys().map((x) => decodeVipKey(x).vip)));
+  }
+
+  /** vip_filter's value (struct vip_filter). */
+  vipFilter(): Buffer {
+    return this.obj.map('vip_filter').lookup(encodeU32(0))!;
   }
 
   vipGen(vipId: number): number {

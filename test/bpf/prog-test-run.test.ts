@@ -14,7 +14,7 @@ import {
 } from '../lib/packets.js';
 import { TestDirector, VERDICT_NAMES, XDP, reasonDelta } from './director-harness.js';
 import { buildMaglevRing } from '../../control/model/maglev.js';
-import { FLOW_F_CLOSING, VIP_F_HASH_SRC_ONLY, type FlowKey } from '../../control/dataplane/xdp/codecs.js';
+import { FLOW_F_CLOSING, VIP_F_HASH_SRC_ONLY, encodeVipFilter, vipFilterBit, vipFilterHas, type FlowKey } from '../../control/dataplane/xdp/codecs.js';
 
 const DIRECTOR_MAC = '02:d1:00:00:00:01'; // our interface: the frames' destination
 const ROUTER_MAC = '02:c1:00:00:00:01'; // the upstream router: the frames' source
@@ -184,6 +184,34 @@ privilegedTest('traffic that is not for a VIP service passes to the kernel uncha
   const arp = d.reasons();
   assertPassedUnchanged(d, arpRequest({ senderIp: CLIENT4, targetIp: VIP4 }), 'ARP');
   assert.equal(reasonDelta(arp, d.reasons()), { 'pass-not-ip': 1 });
+});
+
+privilegedTest('the VIP address prefilter: only a set bit leads to the lookups; an unwritten filter lets every address through', () => {
+  const filter = d.vipFilter();
+  try {
+    // Another address sharing a VIP's bit: looked up, found to be no VIP, passed all the same.
+    const vipBit = vipFilterBit(VIP4);
+    let twin = '';
+    for (let i = 0; i < 1 << 20 && !twin; i++) {
+      const a = `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+      if (a !== VIP4 && vipFilterBit(a) === vipBit) twin = a;
+    }
+    assert.ok(twin, 'an address sharing the VIP\'s bit');
+    const before = d.reasons();
+    assertPassedUnchanged(d, tcp4({ dst: twin }), `${twin}, sharing ${VIP4}'s bit`);
+    assert.ok(!vipFilterHas(filter, '198.18.0.99'), 'a test address without a bit');
+    assertPassedUnchanged(d, tcp4({ dst: '198.18.0.99' }), 'an address whose bit is clear');
+    assert.equal(reasonDelta(before, d.reasons()), { 'pass-not-vip': 2 });
+    // The filter decides: a written filter without the VIP's bit sends its traffic to the kernel...
+    d.obj.map('vip_filter').update(Buffer.alloc(4), encodeVipFilter([VIP6]));
+    assertPassedUnchanged(d, tcp4({ sport: 46000 }), 'a VIP whose bit is clear');
+    assertForwarded(d, frame({ srcMac: ROUTER_MAC, dstMac: DIRECTOR_MAC, ip: { version: 6, src: CLIENT6, dst: VIP6 }, l4: { kind: 'tcp', sport: 46000, dport: 443 } }), macOf(2), 'IPv6 VIP, bit set');
+    // ...and a filter user space has not written yet (an older pin root's fresh map) filters nothing.
+    d.obj.map('vip_filter').update(Buffer.alloc(4), Buffer.alloc(filter.length));
+    assertForwarded(d, tcp4({ sport: 46001 }), macOf(0), 'unwritten filter');
+  } finally {
+    d.obj.map('vip_filter').update(Buffer.alloc(4), filter);
+  }
 });
 
 privilegedTest('Ethernet padding after a short IP packet is not mistaken for headers', () => {

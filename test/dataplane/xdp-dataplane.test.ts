@@ -13,7 +13,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { BpfMap } from '../../control/bpf/index.js';
 import {
   decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta, encodeBackend, encodeRing, encodeU32, encodeVipKey,
-  VIP_F_HASH_SRC_ONLY,
+  LAYOUT, VIP_F_HASH_SRC_ONLY, encodeVipFilter, vipFilterHas,
 } from '../../control/dataplane/xdp/codecs.js';
 import type { MapOp } from '../../control/dataplane/xdp/plan.js';
 import { NetlinkNeighbourResolver } from '../../control/dataplane/xdp/neighbours-netlink.js';
@@ -518,6 +518,41 @@ privilegedTest('removing a service stops its established flows at once, also tho
       } finally {
         gens.close();
       }
+    } finally {
+      await second.dp.stop();
+    }
+  } finally {
+    rmSync(pinRoot, { recursive: true, force: true });
+  }
+});
+
+privilegedTest('the VIP prefilter holds the programmed VIP addresses: set before a VIP is written, rewritten after one goes, and again after a restart', async () => {
+  const pinRoot = newPinRoot();
+  const filter = () => {
+    const m = BpfMap.fromPin(`${pinRoot}/vip_filter`);
+    try { return m.lookup(encodeU32(0))!; } finally { m.close(); }
+  };
+  try {
+    const bitAtWrite: boolean[] = [];
+    const first = await started(pinRoot, { onMapWrite: (op) => { if (op.kind === 'vip-set') bitAtWrite.push(vipFilterHas(filter(), op.key.vip)); } });
+    try {
+      await first.dp.apply(STATE);
+      assert.equal(bitAtWrite, [true, true, true], 'each VIP\'s bit was set before its vips entry was written');
+      assert.ok(filter().equals(encodeVipFilter(['198.18.0.10', 'fd00::10', '198.18.0.11'])), 'exactly the VIP addresses');
+      await first.dp.apply({ services: [WEB, STICKY] });
+      assert.ok(filter().equals(encodeVipFilter(['198.18.0.10', '198.18.0.11'])), 'a deleted VIP\'s address is gone');
+    } finally {
+      await first.dp.stop();
+    }
+    // An older version's pin root: its filter was never written (ready 0), nothing changes at the
+    // first apply, and the filter is written all the same.
+    const m = BpfMap.fromPin(`${pinRoot}/vip_filter`);
+    try { m.update(encodeU32(0), Buffer.alloc(LAYOUT.vip_filter.size)); } finally { m.close(); }
+    const second = await started(pinRoot);
+    try {
+      await second.dp.apply({ services: [WEB, STICKY] });
+      assert.equal(second.ops, [], 'nothing else to write');
+      assert.ok(filter().equals(encodeVipFilter(['198.18.0.10', '198.18.0.11'])), 'written on the first apply after the restart');
     } finally {
       await second.dp.stop();
     }

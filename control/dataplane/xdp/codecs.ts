@@ -25,6 +25,7 @@ export const LAYOUT = {
     },
   },
   counter: { size: 16, fields: { packets: 0, bytes: 8 } },
+  vip_filter: { size: 8 + 8 * 1024, fields: { ready: 0, pad: 4, bits: 8 } },
 } as const;
 
 export type StructName = keyof typeof LAYOUT;
@@ -277,6 +278,39 @@ export function decodeCounter(buf: Buffer, offset = 0): Counter {
   const F = LAYOUT.counter.fields;
   if (buf.length < offset + LAYOUT.counter.size) throw new Error(`struct counter needs ${LAYOUT.counter.size} bytes at ${offset}`);
   return { packets: readU64(buf, offset + F.packets), bytes: readU64(buf, offset + F.bytes) };
+}
+
+/** XDIR_VIP_FILTER_BITS and the multipliers of xdir_vip_filter_bit() (bpf/director_shared.h, flow.h). */
+const VIP_FILTER_BITS = 16n;
+const VIP_FILTER_MUL = [0x9e3779b97f4a7c15n, 0xc2b2ae3d27d4eb4fn] as const;
+
+/** The VIP prefilter's bit for an address, as the program computes it for a destination. */
+export function vipFilterBit(address: string): number {
+  const a = Buffer.alloc(16);
+  writeAddr(a, address, 0);
+  const h = a.readBigUInt64LE(0) * VIP_FILTER_MUL[0] + a.readBigUInt64LE(8) * VIP_FILTER_MUL[1];
+  return Number(BigInt.asUintN(64, h) >> (64n - VIP_FILTER_BITS));
+}
+
+/**
+ * A struct vip_filter value: `ready`, and the bits of these VIP addresses set (added to `base`,
+ * a value written before, when given).
+ */
+export function encodeVipFilter(addresses: Iterable<string>, base?: Buffer): Buffer {
+  const L = LAYOUT.vip_filter;
+  const buf = base ? Buffer.from(base) : Buffer.alloc(L.size);
+  buf.writeUInt32LE(1, L.fields.ready);
+  for (const a of addresses) {
+    const bit = vipFilterBit(a);
+    buf[L.fields.bits + (bit >> 3)]! |= 1 << (bit & 7);
+  }
+  return buf;
+}
+
+/** Whether a struct vip_filter value has the address's bit set. */
+export function vipFilterHas(value: Buffer, address: string): boolean {
+  const bit = vipFilterBit(address);
+  return (value[LAYOUT.vip_filter.fields.bits + (bit >> 3)]! & (1 << (bit & 7))) !== 0;
 }
 
 /** Bytes one CPU's value takes in a per-CPU map value (the kernel rounds each up to 8). */

@@ -33,7 +33,7 @@ import type {
 } from '../dataplane.js';
 import {
   LAYOUT, VIP_F_HASH_SRC_ONLY, XDIR_REASON_NAMES, decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta,
-  emptyBackend, encodeBackend, encodeRing, encodeU32, encodeVipKey, encodeVipMeta, nextVipGen, reasonCountersById, sumPerCpuCounters, zeroPerCpuCounter,
+  emptyBackend, encodeBackend, encodeRing, encodeU32, encodeVipFilter, encodeVipKey, encodeVipMeta, vipFilterHas, nextVipGen, reasonCountersById, sumPerCpuCounters, zeroPerCpuCounter,
 } from './codecs.js';
 import { IdAllocator } from './ids.js';
 import type { NeighbourResolver } from './neighbours.js';
@@ -135,6 +135,13 @@ const BATCH_MIN = 32;
 const RING_BATCH = 256;
 
 /** Which batch a write can join: runs of one family are consecutive in a plan (plan.ts's order). */
+/** The addresses of the programmed VIPs (each once). */
+function vipAddresses(vips: ReadonlyMap<string, ProgrammedVip>): Set<string> {
+  const out = new Set<string>();
+  for (const v of vips.values()) out.add(v.vipKey.vip);
+  return out;
+}
+
 function batchFamily(op: MapOp): 'backends' | 'rings' | 'vips' | null {
   switch (op.kind) {
     case 'backend-stats-reset': case 'backend-set': return 'backends';
@@ -189,6 +196,8 @@ export class XdpDataplane implements Dataplane {
   private readonly backendHold = new PendingHold();
   /** A write moved a vip_gens entry on; executeAll moves cache_epoch on once at its end. */
   private cacheEpochStale = false;
+  /** The vip_filter value as this process last wrote it (null: not yet; the first apply writes it). */
+  private vipFilter: Buffer | null = null;
 
   constructor(private readonly opts: XdpDataplaneOptions) {
     this.ringSize = opts.ringSize ?? XDP_DEFAULTS.ringSize;
@@ -422,7 +431,9 @@ export class XdpDataplane implements Dataplane {
     });
     for (const s of plan.skipped) log.error({ service: s.service }, `${s.service} is not programmed: ${s.reason}`);
     try {
+      this.widenVipFilter(plan.ops);
       this.executeAll(plan.ops);
+      if (plan.ops.some((op) => op.kind === 'vip-delete')) this.writeVipFilter(encodeVipFilter(vipAddresses(plan.next.vips)));
     } catch (err) {
       // Some writes happened, some did not: what the maps hold now is the only truth. (The plan's
       // id drafts are dropped unapplied; the allocators are rebuilt from the maps.)
@@ -715,6 +726,28 @@ export class XdpDataplane implements Dataplane {
     }
     this.writes++;
     this.opts.onMapWrite?.(op);
+  }
+
+  /**
+   * Before the writes: the prefilter gets the bit of every address a vip-set may add (on the first
+   * apply of this process, also of every VIP already programmed: a filter from an earlier process
+   * is not trusted, and a fresh pin root's is not written yet). Bits are only added here; a
+   * deleted address's bit goes when the whole filter is rewritten after the deletes, so no VIP is
+   * ever filtered out while it has a `vips` entry. After a failed apply the filter just keeps
+   * extra bits until the next apply that deletes a VIP.
+   */
+  private widenVipFilter(ops: readonly MapOp[]): void {
+    const adds = ops.flatMap((op) => (op.kind === 'vip-set' ? [op.key.vip] : []));
+    if (this.vipFilter === null) {
+      this.writeVipFilter(encodeVipFilter([...vipAddresses(this.state.vips), ...adds]));
+    } else if (adds.some((a) => !vipFilterHas(this.vipFilter!, a))) {
+      this.writeVipFilter(encodeVipFilter(adds, this.vipFilter));
+    }
+  }
+
+  private writeVipFilter(value: Buffer): void {
+    this.object.map('vip_filter').update(encodeU32(0), value);
+    this.vipFilter = value;
   }
 
   /**
