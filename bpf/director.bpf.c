@@ -31,8 +31,10 @@
  *   inner map and publishes it with one update of `rings`. A packet reads either the old ring
  *   or the new one, never a half-written one; no lock, no generation counter.
  * - flow_state keeps the backend's MAC, not just its id: a flow stays on its real server when
- *   the backend is removed from the ring, when its id is reused for another server, and when
- *   its MAC entry is rewritten, so established connections are not reset by configuration.
+ *   the backend is removed from the ring and when its id is reused for another server, so
+ *   established connections are not reset by configuration. When the same server's MAC changes
+ *   (a NIC failover), its flows follow it: backend_prev_macs names the MAC they move from
+ *   (xdir_follow_backend_mac, docs/decisions/0008).
  * - Draining: a draining backend (weight 0) is absent from the ring, so it gets no new flows,
  *   while its existing flows keep hitting their `flows` entries until they end or idle out.
  * - TCP FIN or RST marks the flow CLOSING (shorter timeout) but the packet still goes to the
@@ -157,6 +159,7 @@ static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_pac
 		} else if (xdir_flow_age(state, now) > (__s64)XDIR_FLOW_REFRESH_NS) {
 			state->last_seen_ns = now;
 		}
+		xdir_follow_backend_mac(state);
 		target->backend_id = state->backend_id;
 		if (xdir_flow_cache_enabled())
 			xdir_flow_cache_fill(&pkt->flow, vip, state->backend_id, state->backend_mac, epoch);
@@ -201,6 +204,7 @@ static __always_inline int xdir_forward_icmp(struct xdp_md *ctx, struct xdir_pac
 
 	state = bpf_map_lookup_elem(&flows, &pkt->flow);
 	if (state && !xdir_flow_expired(state, xdir_now())) {
+		xdir_follow_backend_mac(state);
 		target->backend_id = state->backend_id;
 		xdir_rewrite_macs(ctx, state->backend_mac);
 		return XDIR_R_ICMP_FORWARDED;

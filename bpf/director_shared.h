@@ -48,6 +48,18 @@ struct backend {
 	__u8 flags;   /* XDIR_BACKEND_F_* */
 };
 
+/*
+ * The MAC a backend had before its current one (docs/decisions/0008): a flow of this backend id
+ * that still holds `mac` is moved to backends[id].mac when the slow path next sees it. A separate
+ * map, not a member of struct backend, so that a pinned `backends` from an older version is still
+ * adopted (a changed value size is not).
+ */
+struct backend_prev_mac {
+	__u8 mac[6];
+	__u8 valid; /* 0: none; the id is new to its server, or its MAC never changed */
+	__u8 pad;
+};
+
 /* Key of the connection table: a client flow as it arrives at the director. */
 struct flow_key {
 	__be32 src[4];
@@ -164,7 +176,8 @@ enum xdir_reason {
  *                  swaps it into `rings` with one update, so packets never see a half-written ring.
  *   cache_epoch    ARRAY         __u32 0 -> __u32 epoch                          max_entries = 1
  *                  User space adds 1 after it deletes a VIP or takes an id from a service (after the
- *                  vips and vip_gens writes). A flow cache entry is trusted only under the epoch it
+ *                  vips and vip_gens writes), and after it gives a backend a previous MAC (so cached
+ *                  flows on it take the slow path, which moves them). A flow cache entry is trusted only under the epoch it
  *                  was decided in. (An id given to a new service needs no bump: its old VIP's
  *                  deletion made one.)
  *   vip_filter     ARRAY         __u32 0 -> struct vip_filter                    max_entries = 1
@@ -173,6 +186,10 @@ enum xdir_reason {
  *                  address's last vips entry, so a VIP is never filtered out. (A reader may see a
  *                  rewrite half done, word by word; every word then still holds every live VIP's bit.)
  *   backends       ARRAY         __u32 backend_id -> struct backend              max_entries = max_backends
+ *   backend_prev_macs ARRAY      __u32 backend_id -> struct backend_prev_mac     max_entries = max_backends
+ *                  User space writes it before the backends entry it goes with: the old MAC when a
+ *                  backend's MAC changes under the same address, cleared when the id goes to
+ *                  another server (so no flow of the server the id named before can move).
  *   backend_gens   ARRAY         __u32 backend_id -> __u32 generation            max_entries = max_backends
  *                  User space adds 1 when it gives the id to another real server, before zeroing
  *                  its backend_stats; flow cache entries of an older generation count for no backend.

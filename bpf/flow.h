@@ -77,6 +77,26 @@ static __always_inline bool xdir_flow_expired(const struct flow_state *state, __
 }
 
 /*
+ * A backend whose MAC changed under the same address (a NIC failover, a replaced server): its flow
+ * still holding the previous MAC takes the current one (docs/decisions/0008). Only the old MAC of
+ * this id moves: a flow with the id and another MAC belongs to a server the id named before. Runs
+ * where the slow path meets an established flow; an active flow gets there within the flow cache's
+ * window (the control plane also moves the cache epoch on), an idle one on its next packet.
+ */
+static __always_inline void xdir_follow_backend_mac(struct flow_state *state)
+{
+	const struct backend_prev_mac *prev = bpf_map_lookup_elem(&backend_prev_macs, &state->backend_id);
+	const struct backend *be;
+
+	if (!prev || !prev->valid || *(const __u32 *)prev->mac != *(const __u32 *)state->backend_mac ||
+	    *(const __u16 *)(prev->mac + 4) != *(const __u16 *)(state->backend_mac + 4))
+		return;
+	be = bpf_map_lookup_elem(&backends, &state->backend_id);
+	if (be && (be->flags & XDIR_BACKEND_F_MAC_VALID))
+		__builtin_memcpy(state->backend_mac, be->mac, ETH_ALEN);
+}
+
+/*
  * The clock of the connection table. bpf_ktime_get_coarse_ns() is CLOCK_MONOTONIC as of the
  * last timer tick (at most a jiffy behind) and costs a few ns; bpf_ktime_get_ns() reads the
  * clocksource, ~25 ns under kvm-clock: a third of an established packet's cost. The table's

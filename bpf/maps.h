@@ -83,6 +83,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cache_epoch SEC(".maps");
 
+/* Each backend's MAC before its current one (director_shared.h, struct backend_prev_mac). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct backend_prev_mac);
+	__uint(max_entries, XDIR_DEFAULT_MAX_BACKENDS);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} backend_prev_macs SEC(".maps");
+
 /* The VIP address prefilter (director_shared.h, struct vip_filter). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

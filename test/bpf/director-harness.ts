@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, BpfObject, possibleCpus } from '../../control/bpf/object.js';
 import {
-  LAYOUT, XDIR_REASON_NAMES, decodeFlowState, decodeU32, decodeVipKey, decodeVipMeta, encodeBackend, encodeFlowKey, encodeRing, encodeU32, encodeVipFilter,
+  LAYOUT, XDIR_REASON_NAMES, decodeFlowState, decodeU32, decodeVipKey, decodeVipMeta, encodeBackend, encodeBackendPrevMac, encodeFlowKey, encodeRing, encodeU32, encodeVipFilter,
   encodeVipKey, encodeVipMeta, nextVipGen, perCpuStride, reasonCountersById, sumPerCpuCounter, zeroPerCpuCounter, type FlowKey, type FlowState, type ReasonName, type VipKey,
 } from '../../control/dataplane/xdp/codecs.js';
 import type { Counter } from '../../control/dataplane/dataplane.js';
@@ -139,8 +139,14 @@ export class TestDirector {
     this.obj.map('backend_stats').update(encodeU32(id), zeroPerCpuCounter(this.cpus));
   }
 
-  setBackend(id: number, address: string, mac: string | null): void {
+  /**
+   * Writes backend `id` as the control plane does: first the MAC its flows move from (`prevMac`,
+   * a change of the same server's MAC; none for a new server), then the entry.
+   */
+  setBackend(id: number, address: string, mac: string | null, prevMac: string | null = null): void {
+    this.obj.map('backend_prev_macs').update(encodeU32(id), encodeBackendPrevMac(prevMac));
     this.obj.map('backends').update(encodeU32(id), encodeBackend({ address, mac }));
+    if (prevMac !== null) this.bumpCacheEpoch();
   }
 
   /** Publishes a whole new ring for `vipId`, as the control plane does: a fresh inner map, swapped in. */

@@ -420,6 +420,28 @@ privilegedTest('a backend id given to another server starts from zero: packets t
   assert.equal(d.backendCounter(0), { packets: 1n, bytes: BigInt(ack.length) }, 'only what came after the reuse');
 });
 
+privilegedTest('a backend\'s MAC change moves its flows still on the previous MAC (cached ones too); other flows of the id stay', () => {
+  const [a, b, c] = ['02:be:00:00:00:00', '02:be:00:00:07:0b', '02:be:00:00:07:0c'];
+  const moved = tcp4({ sport: 47000 });
+  assertForwarded(d, tcp4({ sport: 47000, flags: TCP_FLAGS.SYN }), a, 'new flow on backend 0');
+  assertForwarded(d, moved, a, 'established, cached');
+  try {
+    // A change whose previous MAC is not this flow's (another server the id named before): it stays.
+    d.setBackend(0, BACKENDS[0].address, b, c);
+    assertForwarded(d, moved, a, 'a flow holding another MAC of the id stays');
+    assertForwarded(d, tcp4({ sport: 47001, flags: TCP_FLAGS.SYN }), b, 'a new flow takes the new MAC');
+    // The same server's MAC changed from the flow's: it follows, in `flows` as well.
+    d.setBackend(0, BACKENDS[0].address, b, a);
+    assertForwarded(d, moved, b, 'the flow follows its server to the new MAC');
+    assert.is(d.flow(flowKey4(47000))!.backendMac, b, 'the connection table holds the new MAC');
+    // No MAC now (lost): nothing moves, nothing is sent to a MAC nobody has.
+    d.setBackend(0, BACKENDS[0].address, null, b);
+    assertForwarded(d, moved, b, 'no current MAC: the flow keeps its MAC');
+  } finally {
+    d.setBackend(0, BACKENDS[0].address, a);
+  }
+});
+
 privilegedTest('HASH_SRC_ONLY sends all of a client\'s flows to one backend', () => {
   const ring = new Uint32Array(d.ringSize);
   for (let i = 0; i < ring.length; i++) ring[i] = i % 2;

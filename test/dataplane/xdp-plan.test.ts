@@ -149,25 +149,27 @@ test('MACs: a static MAC wins, learned MACs fill in, a change rewrites only the 
   assert.is(p1.next.backends.get('198.18.1.3')!.mac, null);
   const relearned = new Map([...learned, ['198.18.1.3', '02:00:00:00:00:03']]);
   const p2 = planApply(p1.next, desired(withMac), { ...opts, learnedMacs: relearned });
-  assert.equal(p2.ops, [{ kind: 'backend-set', id: p1.next.backends.get('198.18.1.3')!.id, entry: { address: '198.18.1.3', mac: '02:00:00:00:00:03' } }]);
+  assert.equal(p2.ops, [{ kind: 'backend-set', id: p1.next.backends.get('198.18.1.3')!.id, entry: { address: '198.18.1.3', mac: '02:00:00:00:00:03' }, prevMac: null }]);
 });
 
-test('MACs: a known MAC that changes moves the backend\'s established flows after the entry; a lost one moves none', () => {
+test('MACs: a changed MAC names the last known one as the MAC its flows move from (through a lost MAC too); a new id names none', () => {
   const learned = new Map([['198.18.1.1', '02:00:00:00:00:01'], ['198.18.1.2', '02:00:00:00:00:02'], ['198.18.1.3', '02:00:00:00:00:03']]);
   const p1 = planApply(fresh(), desired(A), { ...opts, learnedMacs: learned });
+  assert.ok(p1.ops.filter((op) => op.kind === 'backend-set').every((op) => op.kind === 'backend-set' && op.prevMac === null), 'new ids: no previous MAC');
   const id = (a: string) => p1.next.backends.get(a)!.id;
   // .1 moved to another NIC (learned), .2 is lost (the kernel no longer knows it), .3 is edited to a static MAC.
   const edited = { ...A, backends: A.backends.map((b) => (b.address === '198.18.1.3' ? { ...b, mac: '02:00:00:00:00:33' } : b)) };
   const relearned = new Map([['198.18.1.1', '02:00:00:00:00:11'], ['198.18.1.2', null], ['198.18.1.3', '02:00:00:00:00:03']]);
   const p2 = planApply(p1.next, desired(edited), { ...opts, learnedMacs: relearned });
-  assert.equal(p2.ops.filter((op) => op.kind === 'backend-set' || op.kind === 'flows-move'), [
-    { kind: 'backend-set', id: id('198.18.1.1'), entry: { address: '198.18.1.1', mac: '02:00:00:00:00:11' } },
-    { kind: 'backend-set', id: id('198.18.1.2'), entry: { address: '198.18.1.2', mac: null } },
-    { kind: 'backend-set', id: id('198.18.1.3'), entry: { address: '198.18.1.3', mac: '02:00:00:00:00:33' } },
-    { kind: 'flows-move', backendId: id('198.18.1.1'), address: '198.18.1.1', from: '02:00:00:00:00:01', to: '02:00:00:00:00:11' },
-    { kind: 'flows-move', backendId: id('198.18.1.3'), address: '198.18.1.3', from: '02:00:00:00:00:03', to: '02:00:00:00:00:33' },
+  assert.equal(p2.ops, [
+    { kind: 'backend-set', id: id('198.18.1.1'), entry: { address: '198.18.1.1', mac: '02:00:00:00:00:11' }, prevMac: '02:00:00:00:00:01' },
+    { kind: 'backend-set', id: id('198.18.1.2'), entry: { address: '198.18.1.2', mac: null }, prevMac: '02:00:00:00:00:02' },
+    { kind: 'backend-set', id: id('198.18.1.3'), entry: { address: '198.18.1.3', mac: '02:00:00:00:00:33' }, prevMac: '02:00:00:00:00:03' },
   ]);
-  assert.is(p2.ops.at(-1)!.kind, 'flows-move', 'flows move after every other write');
+  // .2 comes back with a new MAC (a replaced server): its flows move from the last known one.
+  const back = new Map([...relearned, ['198.18.1.2', '02:00:00:00:00:22']]);
+  const p3 = planApply(p2.next, desired(edited), { ...opts, learnedMacs: back });
+  assert.equal(p3.ops, [{ kind: 'backend-set', id: id('198.18.1.2'), entry: { address: '198.18.1.2', mac: '02:00:00:00:00:22' }, prevMac: '02:00:00:00:00:02' }]);
 });
 
 test('freed ids are reused last (FIFO), and never within the apply that frees them', () => {

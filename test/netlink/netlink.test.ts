@@ -110,6 +110,22 @@ privilegedTest('resolver: IPv4 and IPv6 peers resolve to the peer\'s MAC; an abs
   }
 });
 
+privilegedTest('resolver: a stale entry is answered at once and re-checked, so a MAC that changed without a gratuitous ARP is learned', async () => {
+  // Short probe timers on our namespace's interface, so the re-check takes about a second.
+  await run('ip', ['netns', 'exec', A, 'sysctl', '-qw', 'net.ipv4.neigh.xnl0.delay_first_probe_time=1', 'net.ipv4.neigh.xnl0.retrans_time_ms=100']);
+  // The kernel's entry holds an old MAC, stale: nothing sent through the kernel uses it, so
+  // nothing would ever re-check it.
+  await ipIn(A, 'neigh', 'replace', '198.18.0.2', 'lladdr', '02:00:00:00:0b:0b', 'dev', 'xnl0', 'nud', 'stale');
+  const resolver = new NetlinkNeighbourResolver({ netns: A, waitMs: 0, pollMs: 1 });
+  try {
+    assert.is(await resolver.lookup('198.18.0.2', 'xnl0'), '02:00:00:00:0b:0b', 'the stale MAC, at once');
+    const peerMac = await macOf(B, 'xnl1');
+    await waitFor('the re-checked MAC', async () => (await resolver.lookup('198.18.0.2', 'xnl0')) === peerMac, 20_000, 200);
+  } finally {
+    resolver.close();
+  }
+});
+
 privilegedTest('a dump larger than one datagram comes back whole (multipart, NLMSG_DONE)', async () => {
   const ifindex = linkByName(sock!, 'xnl0').index;
   const lines: string[] = [];

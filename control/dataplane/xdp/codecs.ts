@@ -26,6 +26,7 @@ export const LAYOUT = {
   },
   counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   vip_filter: { size: 8 + 8 * 1024, fields: { ready: 0, pad: 4, bits: 8 } },
+  backend_prev_mac: { size: 8, fields: { mac: 0, valid: 6, pad: 7 } },
 } as const;
 
 export type StructName = keyof typeof LAYOUT;
@@ -189,6 +190,22 @@ export function encodeBackend(b: BackendEntry): Buffer {
     buf.writeUInt8(BACKEND_F_MAC_VALID, L.fields.flags);
   }
   return buf;
+}
+/** A backend_prev_macs value: the MAC the backend's flows move from, or none (null). */
+export function encodeBackendPrevMac(mac: string | null): Buffer {
+  const L = LAYOUT.backend_prev_mac, buf = Buffer.alloc(L.size);
+  if (mac !== null) {
+    const bytes = parseMac(mac);
+    if (!bytes) throw new Error(`${JSON.stringify(mac)} is not a MAC address`);
+    buf.set(bytes, L.fields.mac);
+    buf.writeUInt8(1, L.fields.valid);
+  }
+  return buf;
+}
+export function decodeBackendPrevMac(buf: Buffer): string | null {
+  checkSize(buf, 'backend_prev_mac');
+  const F = LAYOUT.backend_prev_mac.fields;
+  return buf.readUInt8(F.valid) ? formatMac(buf.subarray(F.mac, F.mac + 6)) : null;
 }
 /** The all-zero entry of an unused backend id (family 0). */
 export function emptyBackend(): Buffer {

@@ -1,6 +1,7 @@
 /**
  * NeighbourResolver over rtnetlink: reads the kernel's neighbour table and, for an address it
  * does not know, asks the kernel to resolve it (NTF_USE), then watches the table for a short while.
+ * A stale entry is answered as it is and the kernel is asked to confirm it (NTF_USE again).
  * The kernel does the ARP / NDP itself, with its own retransmit and failure rules.
  */
 import { formatAddress, parseAddress } from '../../model/address.js';
@@ -29,7 +30,7 @@ export class NetlinkNeighbourResolver implements NeighbourResolver {
    * backend at once, and one dump answers them all (a dump per address would cost backends x table
    * size, synchronously, on the event loop).
    */
-  private readonly tables = new Map<string, { atMs: number; macs: Map<string, string | null> }>();
+  private readonly tables = new Map<string, { atMs: number; macs: Map<string, { mac: string | null; stale: boolean }> }>();
   /** Interface indexes by name, reused for `pollMs` for the same reason (a request per lookup otherwise). */
   private readonly links = new Map<string, { atMs: number; index: number }>();
 
@@ -44,13 +45,13 @@ export class NetlinkNeighbourResolver implements NeighbourResolver {
   }
 
   /** address -> usable MAC (null: known but not usable) for one interface and family, at most pollMs old. */
-  private table(index: number, family: 4 | 6): Map<string, string | null> {
+  private table(index: number, family: 4 | 6): Map<string, { mac: string | null; stale: boolean }> {
     const key = `${index}/${family}`;
     const now = Date.now();
     const cached = this.tables.get(key);
     if (cached && now - cached.atMs < this.pollMs) return cached.macs;
-    const macs = new Map<string, string | null>();
-    for (const n of dumpNeighbours(this.socket(), index, family)) macs.set(n.address, isUsable(n) ? n.mac : null);
+    const macs = new Map<string, { mac: string | null; stale: boolean }>();
+    for (const n of dumpNeighbours(this.socket(), index, family)) macs.set(n.address, { mac: isUsable(n) ? n.mac : null, stale: n.state === 'stale' });
     this.tables.set(key, { atMs: now, macs });
     return macs;
   }
@@ -70,9 +71,15 @@ export class NetlinkNeighbourResolver implements NeighbourResolver {
     if (!parsed) throw new Error(`neighbour lookup: '${address}' is not an IP address`);
     const canonical = formatAddress(parsed.bytes);
     const index = this.linkIndex(ifname);
-    const find = (): string | null => this.table(index, parsed.family).get(canonical) ?? null;
-    const known = find();
-    if (known) return known;
+    const find = (): string | null => this.table(index, parsed.family).get(canonical)?.mac ?? null;
+    const entry = this.table(index, parsed.family).get(canonical);
+    if (entry?.mac) {
+      // A stale entry is still usable, but nothing the kernel sends re-checks it (XDP traffic does
+      // not go through the neighbour table): ask the kernel to confirm it, so a MAC that changed
+      // without a gratuitous ARP is learned (the next lookup sees the answer).
+      if (entry.stale) triggerResolution(this.socket(), canonical, index);
+      return entry.mac;
+    }
     triggerResolution(this.socket(), canonical, index);
     const deadline = Date.now() + this.waitMs;
     for (;;) {

@@ -3,7 +3,8 @@
  * -> the map writes that turn one into the other, in an order that is safe for packets in flight,
  * and the state the maps will hold afterwards. No I/O: xdp-dataplane.ts executes the writes.
  *
- * Safe order: (1) backend entries (new ids, changed MACs) before any ring names them; (2) each new
+ * Safe order: (1) backend entries (new ids, changed MACs; each id's previous MAC first, cleared for
+ * an id new to its server) before any ring names them; (2) each new
  * or changed ring, built whole in a fresh inner map and swapped in with one update; (3) vips
  * entries, a new VIP only once its ring exists; (4) removals: a VIP's vips entry before its ring,
  * rings no longer wanted; (5) backend ids no ring names any more are cleared and freed. New ids
@@ -30,6 +31,11 @@ export interface ProgrammedBackend {
   address: string;
   /** MAC in the entry (MAC_VALID set), or null. */
   mac: string | null;
+  /**
+   * backend_prev_macs[id]: the backend's last known MAC before `mac`, or null. The program moves
+   * this backend's flows that still hold it to `mac` (docs/decisions/0008).
+   */
+  prevMac: string | null;
 }
 
 export interface ProgrammedVip {
@@ -75,7 +81,8 @@ export function emptyProgrammedState(maxVips: number, maxBackends: number): Prog
 export type MapOp =
   /** Zero backend_stats[id]: the id is new to its backend. */
   | { kind: 'backend-stats-reset'; id: number; address: string }
-  | { kind: 'backend-set'; id: number; entry: BackendEntry }
+  /** backend_prev_macs[id] = prevMac (null: none), then backends[id] = entry. */
+  | { kind: 'backend-set'; id: number; entry: BackendEntry; prevMac: string | null }
   /** Zero vip_stats[id]: the id is new to its VIP. */
   | { kind: 'vip-stats-reset'; id: number; service: string }
   /** Build a fresh inner map holding `ring` and swap it into rings[vipId]. */
@@ -84,12 +91,7 @@ export type MapOp =
   | { kind: 'vip-delete'; key: VipKey; service: string }
   | { kind: 'ring-delete'; vipId: number; service: string }
   /** Write the empty entry (family 0) so a restart sees the id as free. */
-  | { kind: 'backend-clear'; id: number; address: string }
-  /**
-   * The backend at `address` changed its MAC (a NIC failover, a replaced server, an edited `mac:`):
-   * its established flows, which hold the MAC they were decided with, move from `from` to `to`.
-   */
-  | { kind: 'flows-move'; backendId: number; address: string; from: string; to: string };
+  | { kind: 'backend-clear'; id: number; address: string };
 
 export interface SkippedService {
   service: string;
@@ -356,7 +358,6 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
   const finalUses = nextUses.result();
   const nextBackends = new MapEdit(current.backends);
   const frees: { address: string; id: number; programmed: boolean }[] = [];
-  const moveOps: MapOp[] = [];
   const macOf = (address: string, mac: string | null) =>
     staticMacFor(finalUses.get(address), mac) ?? opts.learnedMacs?.get(address) ?? null;
   // Knowing which learned MACs moved, only those backends and the ones a service change touched
@@ -369,11 +370,11 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
     if (!finalUses.has(address)) { frees.push({ address, id: cur.id, programmed: true }); continue; }
     const mac = macOf(address, cur.mac);
     if (mac === cur.mac) continue;
-    backendOps.push({ kind: 'backend-set', id: cur.id, entry: { address, mac } });
-    // Same address, same server: its live connections follow it to the new MAC. (A MAC that is
-    // lost, null, moves nothing: the flows keep the last one that worked.)
-    if (cur.mac !== null && mac !== null) moveOps.push({ kind: 'flows-move', backendId: cur.id, address, from: cur.mac, to: mac });
-    nextBackends.set(address, { ...cur, mac });
+    // Same address, same server: the flows still on its last known MAC follow it to the new one
+    // (through null too: a server replaced after being down moves from its old MAC to its new).
+    const prevMac = cur.mac ?? cur.prevMac;
+    backendOps.push({ kind: 'backend-set', id: cur.id, entry: { address, mac }, prevMac });
+    nextBackends.set(address, { ...cur, mac, prevMac });
   }
   for (const address of touched) {
     if (current.backends.has(address)) continue;
@@ -384,8 +385,9 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
     }
     if (id === undefined) throw new Error(`backend ${address} is in use but has no id (internal error)`);
     const entry: BackendEntry = { address, mac: macOf(address, null) };
-    backendOps.push({ kind: 'backend-stats-reset', id, address }, { kind: 'backend-set', id, entry });
-    nextBackends.set(address, { id, ...entry });
+    // prevMac null: an id new to this server must move no flow of the server it named before.
+    backendOps.push({ kind: 'backend-stats-reset', id, address }, { kind: 'backend-set', id, entry, prevMac: null });
+    nextBackends.set(address, { id, ...entry, prevMac: null });
   }
   // Ascending ids, as the maps are laid out (stable: a stats reset stays before its entry).
   backendOps.sort((a, b) => (a as { id: number }).id - (b as { id: number }).id);
@@ -400,8 +402,7 @@ export function planApply(current: ProgrammedState, desired: DesiredState, opts:
   // Unchanged services were not visited: they are every programmed one not added or updated.
   if (delta) result.servicesUnchanged = vipsNext.size - result.servicesAdded - result.servicesUpdated;
   return {
-    // Flows move last, once the backend entry already names the new MAC for new flows.
-    ops: [...backendOps, ...ringOps, ...vipOps, ...removeOps, ...freeOps, ...moveOps],
+    ops: [...backendOps, ...ringOps, ...vipOps, ...removeOps, ...freeOps],
     next: {
       vips: vipsNext,
       backends: nextBackends.result(),

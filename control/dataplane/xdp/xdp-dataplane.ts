@@ -25,15 +25,14 @@ import {
 } from '../../bpf/index.js';
 import { logger } from '../../log.js';
 import { checkRingSize, DEFAULT_RING_SIZE } from '../../model/maglev.js';
-import { parseMac } from '../../model/address.js';
 import { serviceKey, type DesiredState, type VirtualService } from '../../model/types.js';
 import { formatValidationError, validateDesiredState, ValidationMemo } from '../../model/validate.js';
 import type {
   ApplyResult, BackendStatus, Counter, Dataplane, ServiceStatus, StatsSample, StopOptions,
 } from '../dataplane.js';
 import {
-  LAYOUT, VIP_F_HASH_SRC_ONLY, XDIR_REASON_NAMES, decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta,
-  emptyBackend, encodeBackend, encodeRing, encodeU32, encodeVipFilter, encodeVipKey, encodeVipMeta, vipFilterHas, nextVipGen, reasonCountersById, sumPerCpuCounters, zeroPerCpuCounter,
+  VIP_F_HASH_SRC_ONLY, XDIR_REASON_NAMES, decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta,
+  decodeBackendPrevMac, emptyBackend, encodeBackend, encodeBackendPrevMac, encodeRing, encodeU32, encodeVipFilter, encodeVipKey, encodeVipMeta, vipFilterHas, nextVipGen, reasonCountersById, sumPerCpuCounters, zeroPerCpuCounter,
 } from './codecs.js';
 import { IdAllocator } from './ids.js';
 import type { NeighbourResolver } from './neighbours.js';
@@ -194,7 +193,7 @@ export class XdpDataplane implements Dataplane {
   private readonly reasonHold = new PendingHold();
   private readonly vipHold = new PendingHold();
   private readonly backendHold = new PendingHold();
-  /** A write moved a vip_gens entry on; executeAll moves cache_epoch on once at its end. */
+  /** A write moved a vip_gens entry on or named a previous MAC; executeAll moves cache_epoch on once at its end. */
   private cacheEpochStale = false;
   /** The vip_filter value as this process last wrote it (null: not yet; the first apply writes it). */
   private vipFilter: Buffer | null = null;
@@ -460,7 +459,7 @@ export class XdpDataplane implements Dataplane {
    * tick), an answer of "unresolved" for a backend that has a MAC keeps that MAC: a tick moves a
    * MAC only to another one the kernel knows, so a neighbour entry the kernel garbage-collected
    * (XDP traffic does not keep it in use) or a lookup that failed once never unprograms a working
-   * backend; a full apply (the reconciler's resync, every 60 s) takes the answer as it is.
+   * backend; an apply (a change, the reconciler's resync every 60 s) takes the answer as it is.
    * Returns the addresses whose learned MAC changed.
    */
   private async resolveMacs(desired: DesiredState, refresh: boolean, retain: ReadonlySet<string>,
@@ -491,7 +490,7 @@ export class XdpDataplane implements Dataplane {
       if (refresh && mac === null && before !== null) return;
       this.learnedMacs.set(address, mac);
       if (mac === before) return;
-      if (before !== null && mac !== null) log.info({ backend: address, from: before, to: mac }, 'backend MAC changed in the neighbour table; new flows use the new MAC');
+      if (before !== null && mac !== null) log.info({ backend: address, from: before, to: mac }, 'backend MAC changed in the neighbour table; new flows use the new MAC and established ones follow');
       changed.add(address);
     }));
     return changed;
@@ -540,13 +539,26 @@ export class XdpDataplane implements Dataplane {
     }
   }
 
-  /** Stats resets, then entries: each id's reset still lands before its entry names it. */
+  /** Stats resets, then previous MACs, then entries: each id's still land before its entry names it. */
   private writeBackends(run: readonly MapOp[]): void {
     const resets = run.filter((op) => op.kind === 'backend-stats-reset').map((op) => op.id);
     const sets = run.flatMap((op) => (op.kind === 'backend-set' ? [op] : []));
     this.resetStats('backend_stats', resets);
+    this.writePrevMacs(sets);
     const m = this.object.map('backends');
     m.updateBatch(Buffer.concat(sets.map((op) => encodeU32(op.id))), Buffer.concat(sets.map((op) => encodeBackend(op.entry))), sets.length);
+  }
+
+  /**
+   * backend_prev_macs for these backend-set ops, before their backends entries (see plan.ts): the
+   * MAC their flows move from, or none. A move also moves the cache epoch on, so flows the fast
+   * path serves from a copy of the old MAC take the slow path, and move, at once.
+   */
+  private writePrevMacs(sets: readonly Extract<MapOp, { kind: 'backend-set' }>[]): void {
+    if (sets.length === 0) return;
+    const m = this.object.map('backend_prev_macs');
+    m.updateBatch(Buffer.concat(sets.map((op) => encodeU32(op.id))), Buffer.concat(sets.map((op) => encodeBackendPrevMac(op.prevMac))), sets.length);
+    if (sets.some((op) => op.prevMac !== null)) this.cacheEpochStale = true;
   }
 
   private resetStats(mapName: 'vip_stats' | 'backend_stats', ids: readonly number[]): void {
@@ -664,13 +676,11 @@ export class XdpDataplane implements Dataplane {
         this.resetStats('vip_stats', [op.id]);
         break;
       case 'backend-set':
+        this.writePrevMacs([op]);
         o.map('backends').update(encodeU32(op.id), encodeBackend(op.entry));
         break;
       case 'backend-clear':
         o.map('backends').update(encodeU32(op.id), emptyBackend());
-        break;
-      case 'flows-move':
-        this.moveFlows(op);
         break;
       case 'ring-set': {
         // A fresh inner map, filled before anyone can see it, then published with one update.
@@ -750,34 +760,6 @@ export class XdpDataplane implements Dataplane {
     this.vipFilter = value;
   }
 
-  /**
-   * Rewrites the established flows of a backend whose MAC changed to the new MAC: every `flows`
-   * entry with its id and the old MAC (an entry with its id and another MAC belongs to a server the
-   * id named before). One batch read of the table and one batch write of the matches. A flow the
-   * program updates in between (last_seen, the CLOSING mark) may lose that one update, which only
-   * delays its expiry. The per-CPU flow cache holds copies: the cache epoch moves on at the end of
-   * the apply, so they are decided again from `flows`.
-   */
-  private moveFlows(op: Extract<MapOp, { kind: 'flows-move' }>): void {
-    const flows = this.object.map('flows');
-    const all = flows.lookupAll();
-    const F = LAYOUT.flow_state.fields, keySize = LAYOUT.flow_key.size, valueSize = LAYOUT.flow_state.size;
-    const from = Buffer.from(parseMac(op.from)!), to = Buffer.from(parseMac(op.to)!);
-    const keys: Buffer[] = [];
-    const values: Buffer[] = [];
-    for (let i = 0; i < all.count; i++) {
-      const v = all.values.subarray(i * valueSize, (i + 1) * valueSize);
-      if (v.readUInt32LE(F.backend_id) !== op.backendId || !v.subarray(F.backend_mac, F.backend_mac + 6).equals(from)) continue;
-      const moved = Buffer.from(v);
-      to.copy(moved, F.backend_mac);
-      keys.push(all.keys.subarray(i * keySize, (i + 1) * keySize));
-      values.push(moved);
-    }
-    if (keys.length) flows.updateBatch(Buffer.concat(keys), Buffer.concat(values), keys.length);
-    this.cacheEpochStale = true;
-    log.info({ backend: op.address, from: op.from, to: op.to, flows: keys.length }, 'backend MAC changed; its established flows moved to the new MAC');
-  }
-
   /** vip_gens[vipId]: the id's current generation (pinned, so it carries on across restarts). */
   private vipGen(vipId: number): number {
     const v = this.object.map('vip_gens').lookup(encodeU32(vipId));
@@ -834,7 +816,8 @@ export class XdpDataplane implements Dataplane {
         o.map('backends').update(encodeU32(id), emptyBackend());
         continue;
       }
-      backends.set(entry.address, { id, address: entry.address, mac: entry.mac });
+      const prev = o.map('backend_prev_macs').lookup(encodeU32(id));
+      backends.set(entry.address, { id, address: entry.address, mac: entry.mac, prevMac: prev ? decodeBackendPrevMac(prev) : null });
       byId.set(id, entry.address);
     }
 
