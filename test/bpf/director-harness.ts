@@ -57,7 +57,7 @@ export class TestDirector {
     this.obj = BpfObject.open({
       objectPath: o.objectPath ?? OBJECT_PATH,
       pinRoot,
-      maxEntries: { vips: 64, vip_gens: 64, rings: 64, backends: 64, vip_stats: 64, backend_stats: 64, backend_gens: 64, flows: 65536 },
+      maxEntries: { vips: 64, vip_gens: 64, rings: 64, backends: 64, vip_stats: 64, backend_stats: 64, backend_gens: 64, backend_prev_macs: 64, flows: 65536 },
       innerValueSize: { rings: 4 * this.ringSize },
       rodata,
     });

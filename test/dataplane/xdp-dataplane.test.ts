@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { BpfMap } from '../../control/bpf/index.js';
 import {
   decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta, encodeBackend, encodeRing, encodeU32, encodeVipKey,
@@ -524,6 +524,21 @@ privilegedTest('removing a service stops its established flows at once, also tho
   } finally {
     rmSync(pinRoot, { recursive: true, force: true });
   }
+});
+
+privilegedTest('every map indexed by backend id is sized to --max-backends, every one indexed by VIP id to --max-vips', async () => {
+  // By name: a future backend_* or vip_* map is checked without touching this test.
+  await withDataplane(async ({ pinRoot }) => {
+    const sizes = new Map(readdirSync(pinRoot).map((name) => {
+      const m = BpfMap.fromPin(`${pinRoot}/${name}`);
+      try { return [name, m.maxEntries] as const; } finally { m.close(); }
+    }));
+    const byBackend = [...sizes.keys()].filter((n) => n.startsWith('backend'));
+    const byVip = [...sizes.keys()].filter((n) => /^vip|^rings$/.test(n) && n !== 'vip_filter');
+    assert.ok(byBackend.length >= 4 && byVip.length >= 4, `found ${byBackend.join(', ')}; ${byVip.join(', ')}`);
+    for (const n of byBackend) assert.is(sizes.get(n), 64, `${n} has max_entries = max backends`);
+    for (const n of byVip) assert.is(sizes.get(n), 16, `${n} has max_entries = max VIPs`);
+  });
 });
 
 privilegedTest('the VIP prefilter holds the programmed VIP addresses: set before a VIP is written, rewritten after one goes, and again after a restart', async () => {

@@ -222,7 +222,7 @@ export class XdpDataplane implements Dataplane {
       pinRoot: this.pinRoot,
       maxEntries: {
         vips: this.maxVips, vip_gens: this.maxVips, rings: this.maxVips, vip_stats: this.maxVips,
-        backends: this.maxBackends, backend_stats: this.maxBackends, backend_gens: this.maxBackends,
+        backends: this.maxBackends, backend_stats: this.maxBackends, backend_gens: this.maxBackends, backend_prev_macs: this.maxBackends,
         flows: o.flowTableSize ?? XDP_DEFAULTS.flowTableSize,
       },
       innerValueSize: { rings: 4 * this.ringSize },
