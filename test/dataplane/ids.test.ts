@@ -22,19 +22,6 @@ test('a freed id goes to the back of the queue (FIFO), and allocation fails only
   assert.is(a.release('nope'), undefined);
 });
 
-test('clone is independent', () => {
-  const a = new IdAllocator(3, 'VIP');
-  a.allocate('a');
-  const b = a.clone();
-  b.allocate('b');
-  b.release('a');
-  assert.is(a.get('a'), 0);
-  assert.is(a.get('b'), undefined);
-  assert.is(b.get('b'), 1);
-  assert.equal(b.entries(), [['b', 1]]);
-  assert.equal(a.entries(), [['a', 0]]);
-});
-
 test('adopt rebuilds from the maps and refuses contradictions', () => {
   const a = IdAllocator.adopt(4, 'backend', [['198.18.2.1', 2], ['198.18.2.2', 0]]);
   assert.is(a.get('198.18.2.1'), 2);

@@ -84,17 +84,6 @@ export class IdAllocator implements IdSpace {
     return a;
   }
 
-  clone(): IdAllocator {
-    const c = new IdAllocator(this.capacity, this.what);
-    c.byKey.clear();
-    for (const [k, v] of this.byKey) c.byKey.set(k, v);
-    for (let i = 0; i < this.capacity; i++) c.keyById[i] = this.keyById[i];
-    c.free.set(this.free);
-    c.head = this.head;
-    c.freeCount = this.freeCount;
-    return c;
-  }
-
   get(key: string): number | undefined {
     return this.byKey.get(key);
   }
