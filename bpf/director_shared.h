@@ -52,12 +52,15 @@ struct backend {
  * The MAC a backend had before its current one (docs/decisions/0008): a flow of this backend id
  * that still holds `mac` is moved to backends[id].mac when the slow path next sees it. A separate
  * map, not a member of struct backend, so that a pinned `backends` from an older version is still
- * adopted (a changed value size is not).
+ * adopted (a changed value size is not). `addr`/`family` name the server it was written for: the
+ * program ignores them; user space, adopting the maps, clears an entry whose server is not the
+ * one backends[id] names (an older version, which does not know this map, reused the id).
  */
 struct backend_prev_mac {
+	__be32 addr[4];
 	__u8 mac[6];
-	__u8 valid; /* 0: none; the id is new to its server, or its MAC never changed */
-	__u8 pad;
+	__u8 valid;  /* 0: none; the id is new to its server, or its MAC never changed */
+	__u8 family; /* XDIR_FAMILY_V4 or XDIR_FAMILY_V6 when valid */
 };
 
 /* Key of the connection table: a client flow as it arrives at the director. */
@@ -185,6 +188,7 @@ enum xdir_reason {
  *                  entry, and rewrites the whole filter without an address only after deleting the
  *                  address's last vips entry, so a VIP is never filtered out. (A reader may see a
  *                  rewrite half done, word by word; every word then still holds every live VIP's bit.)
+ *                  At start it writes the filter from the vips entries, first with ready 0.
  *   backends       ARRAY         __u32 backend_id -> struct backend              max_entries = max_backends
  *   backend_prev_macs ARRAY      __u32 backend_id -> struct backend_prev_mac     max_entries = max_backends
  *                  User space writes it before the backends entry it goes with: the old MAC when a

@@ -144,7 +144,7 @@ export class TestDirector {
    * a change of the same server's MAC; none for a new server), then the entry.
    */
   setBackend(id: number, address: string, mac: string | null, prevMac: string | null = null): void {
-    this.obj.map('backend_prev_macs').update(encodeU32(id), encodeBackendPrevMac(prevMac));
+    this.obj.map('backend_prev_macs').update(encodeU32(id), encodeBackendPrevMac(address, prevMac));
     this.obj.map('backends').update(encodeU32(id), encodeBackend({ address, mac }));
     if (prevMac !== null) this.bumpCacheEpoch();
   }

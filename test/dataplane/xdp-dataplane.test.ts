@@ -13,7 +13,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { BpfMap } from '../../control/bpf/index.js';
 import {
   decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta, encodeBackend, encodeRing, encodeU32, encodeVipKey,
-  LAYOUT, VIP_F_HASH_SRC_ONLY, encodeVipFilter, vipFilterHas,
+  VIP_F_HASH_SRC_ONLY, decodeBackendPrevMac, encodeBackendPrevMac, encodeVipFilter, vipFilterHas,
 } from '../../control/dataplane/xdp/codecs.js';
 import type { MapOp } from '../../control/dataplane/xdp/plan.js';
 import { NetlinkNeighbourResolver } from '../../control/dataplane/xdp/neighbours-netlink.js';
@@ -541,33 +541,90 @@ privilegedTest('every map indexed by backend id is sized to --max-backends, ever
   });
 });
 
-privilegedTest('the VIP prefilter holds the programmed VIP addresses: set before a VIP is written, rewritten after one goes, and again after a restart', async () => {
+privilegedTest('the VIP prefilter holds the programmed VIP addresses: set before a VIP is written, narrowed after one goes, published at start, repaired', async () => {
   const pinRoot = newPinRoot();
   const filter = () => {
     const m = BpfMap.fromPin(`${pinRoot}/vip_filter`);
     try { return m.lookup(encodeU32(0))!; } finally { m.close(); }
   };
+  const setFilter = (value: Buffer) => {
+    const m = BpfMap.fromPin(`${pinRoot}/vip_filter`);
+    try { m.update(encodeU32(0), value); } finally { m.close(); }
+  };
+  const both = encodeVipFilter(['198.18.0.10', '198.18.0.11']);
   try {
     const bitAtWrite: boolean[] = [];
     const first = await started(pinRoot, { onMapWrite: (op) => { if (op.kind === 'vip-set') bitAtWrite.push(vipFilterHas(filter(), op.key.vip)); } });
     try {
+      assert.ok(filter().equals(encodeVipFilter([])), 'published at start: ready, no VIP');
       await first.dp.apply(STATE);
       assert.equal(bitAtWrite, [true, true, true], 'each VIP\'s bit was set before its vips entry was written');
       assert.ok(filter().equals(encodeVipFilter(['198.18.0.10', 'fd00::10', '198.18.0.11'])), 'exactly the VIP addresses');
       await first.dp.apply({ services: [WEB, STICKY] });
-      assert.ok(filter().equals(encodeVipFilter(['198.18.0.10', '198.18.0.11'])), 'a deleted VIP\'s address is gone');
+      assert.ok(filter().equals(both), 'a deleted VIP\'s address is gone');
+      // A hand edit (or a filter left wide by a failed apply) is rewritten by repair().
+      setFilter(encodeVipFilter([]));
+      await first.dp.repair();
+      assert.ok(filter().equals(both), 'repair() rewrites the filter');
     } finally {
       await first.dp.stop();
     }
-    // An older version's pin root: its filter was never written (ready 0), nothing changes at the
-    // first apply, and the filter is written all the same.
-    const m = BpfMap.fromPin(`${pinRoot}/vip_filter`);
-    try { m.update(encodeU32(0), Buffer.alloc(LAYOUT.vip_filter.size)); } finally { m.close(); }
+    // An older version's pin root has no filter (and no backend_prev_macs): created, and written
+    // at start, before any apply, from the VIPs the maps hold.
+    rmSync(`${pinRoot}/vip_filter`);
+    rmSync(`${pinRoot}/backend_prev_macs`);
     const second = await started(pinRoot);
     try {
-      await second.dp.apply({ services: [WEB, STICKY] });
-      assert.equal(second.ops, [], 'nothing else to write');
-      assert.ok(filter().equals(encodeVipFilter(['198.18.0.10', '198.18.0.11'])), 'written on the first apply after the restart');
+      assert.ok(filter().equals(both), 'an old pin root: written at start');
+    } finally {
+      await second.dp.stop();
+    }
+    // A filter that is ready but lacks VIPs (an older version added them after a newer one wrote
+    // it) is not trusted either.
+    setFilter(encodeVipFilter(['198.18.0.11']));
+    const third = await started(pinRoot);
+    try {
+      assert.ok(filter().equals(both), 'a stale filter: rewritten at start');
+      await third.dp.apply({ services: [WEB, STICKY] });
+      assert.equal(third.ops, [], 'nothing else to write');
+    } finally {
+      await third.dp.stop();
+    }
+  } finally {
+    rmSync(pinRoot, { recursive: true, force: true });
+  }
+});
+
+privilegedTest('a previous MAC is cleared when its id goes to another server, and one written for another server is cleared on adoption', async () => {
+  const pinRoot = newPinRoot();
+  const prevOf = (id: number) => {
+    const m = BpfMap.fromPin(`${pinRoot}/backend_prev_macs`);
+    try { return decodeBackendPrevMac(m.lookup(encodeU32(id))!); } finally { m.close(); }
+  };
+  const one = (address: string, mac: string) => ({ services: [svc('198.18.0.10', 80, [{ address, weight: 1, mac }])] });
+  try {
+    let id = -1;
+    const first = await started(pinRoot, { maxBackends: 2 });
+    try {
+      await first.dp.apply(one('198.18.2.1', '02:be:00:00:00:01'));
+      await first.dp.apply(one('198.18.2.1', '02:be:00:00:00:11'));
+      id = readMaps(pinRoot).idOf('198.18.2.1')!;
+      assert.equal(prevOf(id), { address: '198.18.2.1', mac: '02:be:00:00:00:01' }, 'a MAC change names the previous MAC');
+      // .1 goes (its id is freed after .2 takes the other one), then .3 comes: two ids, so .3 reuses .1's.
+      await first.dp.apply(one('198.18.2.2', '02:be:00:00:00:02'));
+      await first.dp.apply({ services: [svc('198.18.0.10', 80, [{ address: '198.18.2.2', weight: 1, mac: '02:be:00:00:00:02' }, { address: '198.18.2.3', weight: 1, mac: '02:be:00:00:00:03' }])] });
+      const m = readMaps(pinRoot);
+      assert.ok([m.idOf('198.18.2.2'), m.idOf('198.18.2.3')].includes(id), 'the id was reused');
+      assert.is(prevOf(id), null, 'an id new to its server names no previous MAC');
+      // An older version reused an id without knowing backend_prev_macs: the entry names another server.
+      const pm = BpfMap.fromPin(`${pinRoot}/backend_prev_macs`);
+      try { pm.update(encodeU32(id), encodeBackendPrevMac('198.18.2.9', '02:be:00:00:00:09')); } finally { pm.close(); }
+    } finally {
+      await first.dp.stop();
+    }
+    const second = await started(pinRoot, { maxBackends: 2 });
+    try {
+      assert.is(prevOf(id), null, 'cleared on adoption');
     } finally {
       await second.dp.stop();
     }

@@ -26,7 +26,7 @@ export const LAYOUT = {
   },
   counter: { size: 16, fields: { packets: 0, bytes: 8 } },
   vip_filter: { size: 8 + 8 * 1024, fields: { ready: 0, pad: 4, bits: 8 } },
-  backend_prev_mac: { size: 8, fields: { mac: 0, valid: 6, pad: 7 } },
+  backend_prev_mac: { size: 24, fields: { addr: 0, mac: 16, valid: 22, family: 23 } },
 } as const;
 
 export type StructName = keyof typeof LAYOUT;
@@ -191,21 +191,24 @@ export function encodeBackend(b: BackendEntry): Buffer {
   }
   return buf;
 }
-/** A backend_prev_macs value: the MAC the backend's flows move from, or none (null). */
-export function encodeBackendPrevMac(mac: string | null): Buffer {
+/** A backend_prev_macs value: the MAC the flows of the backend at `address` move from, or none (null: all zero). */
+export function encodeBackendPrevMac(address: string, mac: string | null): Buffer {
   const L = LAYOUT.backend_prev_mac, buf = Buffer.alloc(L.size);
   if (mac !== null) {
     const bytes = parseMac(mac);
     if (!bytes) throw new Error(`${JSON.stringify(mac)} is not a MAC address`);
+    buf.writeUInt8(writeAddr(buf, address, L.fields.addr), L.fields.family);
     buf.set(bytes, L.fields.mac);
     buf.writeUInt8(1, L.fields.valid);
   }
   return buf;
 }
-export function decodeBackendPrevMac(buf: Buffer): string | null {
+/** The server and MAC of a backend_prev_macs value, or null for none. */
+export function decodeBackendPrevMac(buf: Buffer): { address: string; mac: string } | null {
   checkSize(buf, 'backend_prev_mac');
   const F = LAYOUT.backend_prev_mac.fields;
-  return buf.readUInt8(F.valid) ? formatMac(buf.subarray(F.mac, F.mac + 6)) : null;
+  if (!buf.readUInt8(F.valid)) return null;
+  return { address: readAddr(buf, F.addr, buf.readUInt8(F.family)), mac: formatMac(buf.subarray(F.mac, F.mac + 6)) };
 }
 /** The all-zero entry of an unused backend id (family 0). */
 export function emptyBackend(): Buffer {

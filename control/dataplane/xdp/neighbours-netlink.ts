@@ -77,7 +77,13 @@ export class NetlinkNeighbourResolver implements NeighbourResolver {
       // A stale entry is still usable, but nothing the kernel sends re-checks it (XDP traffic does
       // not go through the neighbour table): ask the kernel to confirm it, so a MAC that changed
       // without a gratuitous ARP is learned (the next lookup sees the answer).
-      if (entry.stale) triggerResolution(this.socket(), canonical, index);
+      if (entry.stale) {
+        try {
+          triggerResolution(this.socket(), canonical, index);
+        } catch {
+          // Best effort: the entry is still usable, and the next lookup asks again.
+        }
+      }
       return entry.mac;
     }
     triggerResolution(this.socket(), canonical, index);

@@ -32,7 +32,7 @@ import type {
 } from '../dataplane.js';
 import {
   VIP_F_HASH_SRC_ONLY, XDIR_REASON_NAMES, decodeBackend, decodeRing, decodeU32, decodeVipKey, decodeVipMeta,
-  decodeBackendPrevMac, emptyBackend, encodeBackend, encodeBackendPrevMac, encodeRing, encodeU32, encodeVipFilter, encodeVipKey, encodeVipMeta, vipFilterHas, nextVipGen, reasonCountersById, sumPerCpuCounters, zeroPerCpuCounter,
+  decodeBackendPrevMac, emptyBackend, encodeBackend, encodeBackendPrevMac, encodeRing, encodeU32, encodeVipKey, encodeVipMeta, LAYOUT, nextVipGen, reasonCountersById, sumPerCpuCounters, zeroPerCpuCounter,
 } from './codecs.js';
 import { IdAllocator } from './ids.js';
 import type { NeighbourResolver } from './neighbours.js';
@@ -40,6 +40,7 @@ import {
   commitPlan, emptyProgrammedState, planApply, type MapOp, type ProgrammedBackend, type ProgrammedState, type ProgrammedVip,
 } from './plan.js';
 import { RingCache } from './ring-cache.js';
+import { VipFilter } from './vip-filter.js';
 
 const log = logger('xdp');
 
@@ -133,14 +134,12 @@ const BATCH_MIN = 32;
 /** Inner ring maps published per batch (each is an open fd until then). */
 const RING_BATCH = 256;
 
-/** Which batch a write can join: runs of one family are consecutive in a plan (plan.ts's order). */
-/** The addresses of the programmed VIPs (each once). */
-function vipAddresses(vips: ReadonlyMap<string, ProgrammedVip>): Set<string> {
-  const out = new Set<string>();
-  for (const v of vips.values()) out.add(v.vipKey.vip);
-  return out;
+/** The address of every programmed VIP (once per VIP: VipFilter counts them). */
+function* vipAddresses(vips: ReadonlyMap<string, ProgrammedVip>): Iterable<string> {
+  for (const v of vips.values()) yield v.vipKey.vip;
 }
 
+/** Which batch a write can join: runs of one family are consecutive in a plan (plan.ts's order). */
 function batchFamily(op: MapOp): 'backends' | 'rings' | 'vips' | null {
   switch (op.kind) {
     case 'backend-stats-reset': case 'backend-set': return 'backends';
@@ -195,8 +194,8 @@ export class XdpDataplane implements Dataplane {
   private readonly backendHold = new PendingHold();
   /** A write moved a vip_gens entry on or named a previous MAC; executeAll moves cache_epoch on once at its end. */
   private cacheEpochStale = false;
-  /** The vip_filter value as this process last wrote it (null: not yet; the first apply writes it). */
-  private vipFilter: Buffer | null = null;
+  /** The VIP prefilter's content as programmed (written at start, then kept in step by reconcile). */
+  private vipFilter = new VipFilter();
 
   constructor(private readonly opts: XdpDataplaneOptions) {
     this.ringSize = opts.ringSize ?? XDP_DEFAULTS.ringSize;
@@ -241,6 +240,7 @@ export class XdpDataplane implements Dataplane {
       }
       log.info({ pinRoot: this.pinRoot, adoptedMaps: this.obj.adoptedMaps.length, vips: this.state.vips.size, backends: this.state.backends.size },
         this.obj.adoptedMaps.length ? 'adopted pinned maps' : 'created maps');
+      this.publishVipFilter();
       if (o.attach !== false) {
         const { mode, fellBack } = attachXdp(o.interface, this.program(), { mode: o.xdpMode ?? 'auto' });
         this.attachedMode = mode;
@@ -314,7 +314,14 @@ export class XdpDataplane implements Dataplane {
       const vipEntries = this.object.map('vips').lookupAll();
       this.repairGenerations(vipEntries);
       const drift = this.findDrift(vipEntries);
-      if (drift.length === 0) return;
+      const filter = this.object.map('vip_filter').lookup(encodeU32(0));
+      if (drift.length === 0) {
+        if (!filter?.equals(this.vipFilter.value)) {
+          log.warn('the VIP prefilter differs from the programmed VIPs (changed by hand, or left wide by a failed apply); rewriting it');
+          this.publishVipFilter();
+        }
+        return;
+      }
       this.planned = false; // the next apply looks at every service, so it rewrites what drifted
       log.warn({ drift: drift.slice(0, 20), drifted: drift.length },
         'the XDP maps differ from what the director wrote (changed by hand?); re-read them, the next apply repairs them');
@@ -326,6 +333,7 @@ export class XdpDataplane implements Dataplane {
         if (v.ring && innerId !== undefined) known.set(v.id, { innerId, ring: v.ring });
       }
       this.state = this.readProgrammedState(known);
+      this.publishVipFilter();
     });
   }
 
@@ -432,13 +440,15 @@ export class XdpDataplane implements Dataplane {
     try {
       this.widenVipFilter(plan.ops);
       this.executeAll(plan.ops);
-      if (plan.ops.some((op) => op.kind === 'vip-delete')) this.writeVipFilter(encodeVipFilter(vipAddresses(plan.next.vips)));
+      this.narrowVipFilter(plan.ops, plan.next.vips);
     } catch (err) {
       // Some writes happened, some did not: what the maps hold now is the only truth. (The plan's
-      // id drafts are dropped unapplied; the allocators are rebuilt from the maps.)
+      // id drafts are dropped unapplied; the allocators are rebuilt from the maps.) The pinned
+      // filter may hold extra bits: a superset, which the next apply that deletes one narrows.
       this.planned = false;
       try {
         this.state = this.readProgrammedState();
+        this.vipFilter = VipFilter.of(vipAddresses(this.state.vips));
       } catch (readErr) {
         log.error({ err: readErr }, 'cannot re-read the maps after a failed apply');
       }
@@ -557,7 +567,7 @@ export class XdpDataplane implements Dataplane {
   private writePrevMacs(sets: readonly Extract<MapOp, { kind: 'backend-set' }>[]): void {
     if (sets.length === 0) return;
     const m = this.object.map('backend_prev_macs');
-    m.updateBatch(Buffer.concat(sets.map((op) => encodeU32(op.id))), Buffer.concat(sets.map((op) => encodeBackendPrevMac(op.prevMac))), sets.length);
+    m.updateBatch(Buffer.concat(sets.map((op) => encodeU32(op.id))), Buffer.concat(sets.map((op) => encodeBackendPrevMac(op.entry.address, op.prevMac))), sets.length);
     if (sets.some((op) => op.prevMac !== null)) this.cacheEpochStale = true;
   }
 
@@ -739,25 +749,47 @@ export class XdpDataplane implements Dataplane {
   }
 
   /**
-   * Before the writes: the prefilter gets the bit of every address a vip-set may add (on the first
-   * apply of this process, also of every VIP already programmed: a filter from an earlier process
-   * is not trusted, and a fresh pin root's is not written yet). Bits are only added here; a
-   * deleted address's bit goes when the whole filter is rewritten after the deletes, so no VIP is
-   * ever filtered out while it has a `vips` entry. After a failed apply the filter just keeps
-   * extra bits until the next apply that deletes a VIP.
+   * Before the writes: the pinned prefilter gets the bit of every address a vip-set may add. Bits
+   * are only added here; an address's bit goes after the deletes (narrowVipFilter), so no VIP is
+   * ever filtered out while it has a `vips` entry.
    */
   private widenVipFilter(ops: readonly MapOp[]): void {
     const adds = ops.flatMap((op) => (op.kind === 'vip-set' ? [op.key.vip] : []));
-    if (this.vipFilter === null) {
-      this.writeVipFilter(encodeVipFilter([...vipAddresses(this.state.vips), ...adds]));
-    } else if (adds.some((a) => !vipFilterHas(this.vipFilter!, a))) {
-      this.writeVipFilter(encodeVipFilter(adds, this.vipFilter));
+    if (adds.some((a) => !this.vipFilter.has(a))) this.writeVipFilter(this.vipFilter.withExtra(adds));
+  }
+
+  /**
+   * After the writes: the content follows the VIPs the plan added and deleted (looked up in the
+   * state before and after: O(changes)), and is written when an address lost its last VIP.
+   */
+  private narrowVipFilter(ops: readonly MapOp[], next: ReadonlyMap<string, ProgrammedVip>): void {
+    let removed = false;
+    for (const op of ops) {
+      if (op.kind === 'vip-set' && !this.state.vips.has(op.service) && next.has(op.service)) this.vipFilter.add(op.key.vip);
+      if (op.kind === 'vip-delete' && this.state.vips.has(op.service) && !next.has(op.service)) {
+        this.vipFilter.remove(op.key.vip);
+        removed = true;
+      }
     }
+    if (removed) this.writeVipFilter(this.vipFilter.value);
   }
 
   private writeVipFilter(value: Buffer): void {
     this.object.map('vip_filter').update(encodeU32(0), value);
-    this.vipFilter = value;
+  }
+
+  /**
+   * At start, before the program is attached: the filter from the VIPs the maps hold. A pinned
+   * filter is not trusted (an older version that does not know it may have added VIPs since it was
+   * written). The bits go in first with `ready` 0, then again with `ready` 1: a packet that reads the
+   * value while it is copied sees either "no filter" or the new bits, never `ready` with old bits.
+   */
+  private publishVipFilter(): void {
+    this.vipFilter = VipFilter.of(vipAddresses(this.state.vips));
+    const open = Buffer.from(this.vipFilter.value);
+    open.writeUInt32LE(0, LAYOUT.vip_filter.fields.ready);
+    this.writeVipFilter(open);
+    this.writeVipFilter(this.vipFilter.value);
   }
 
   /** vip_gens[vipId]: the id's current generation (pinned, so it carries on across restarts). */
@@ -816,8 +848,16 @@ export class XdpDataplane implements Dataplane {
         o.map('backends').update(encodeU32(id), emptyBackend());
         continue;
       }
-      const prev = o.map('backend_prev_macs').lookup(encodeU32(id));
-      backends.set(entry.address, { id, address: entry.address, mac: entry.mac, prevMac: prev ? decodeBackendPrevMac(prev) : null });
+      const raw = o.map('backend_prev_macs').lookup(encodeU32(id));
+      let prev = raw ? decodeBackendPrevMac(raw) : null;
+      if (prev && prev.address !== entry.address) {
+        // Written for another server: an older version, which does not know this map, gave the id
+        // to this one. Its flows must not move: clear it.
+        log.warn({ backend: entry.address, id, writtenFor: prev.address }, 'clearing a previous MAC written for the server this id named before');
+        o.map('backend_prev_macs').update(encodeU32(id), encodeBackendPrevMac(entry.address, null));
+        prev = null;
+      }
+      backends.set(entry.address, { id, address: entry.address, mac: entry.mac, prevMac: prev?.mac ?? null });
       byId.set(id, entry.address);
     }
 
