@@ -231,6 +231,9 @@ export class XdpDataplane implements Dataplane {
         flow_closing_timeout_ns: BigInt(o.flowClosingTimeoutS ?? XDP_DEFAULTS.flowClosingTimeoutS) * NS_PER_S,
       },
     });
+    // A start after a stop plans every service once: the maps may have changed in between.
+    this.planned = false;
+    this.plannedRevision = undefined;
     try {
       try {
         this.state = this.readProgrammedState();
