@@ -222,6 +222,23 @@ privilegedTest('a write failing half-way leaves the data path as the maps are; t
   }, { onMapWrite: (op) => { ops.push(op); if (failAt >= 0 && --failAt === 0) throw new Error('injected write failure'); } });
 });
 
+privilegedTest('a write failing after a VIP landed: the prefilter keeps that VIP through later deletes', async () => {
+  let failOnVipSet = false;
+  await withDataplane(async ({ dp, pinRoot }) => {
+    const filter = () => {
+      const f = BpfMap.fromPin(`${pinRoot}/vip_filter`);
+      try { return f.lookup(encodeU32(0))!; } finally { f.close(); }
+    };
+    await dp.apply({ services: [WEB] });
+    failOnVipSet = true; // DNS6's vips entry lands, then the apply fails; STICKY's never does
+    await dp.apply(STATE).then(() => assert.unreachable('the apply fails'), () => {});
+    assert.equal([...readMaps(pinRoot).vips.keys()].sort(), ['tcp/198.18.0.10:80', 'udp/[fd00::10]:53']);
+    // DNS6 stays, WEB goes: the filter the delete writes must still hold DNS6's address.
+    await dp.apply({ services: [DNS6] });
+    assert.ok(filter().equals(encodeVipFilter(['fd00::10'])), 'the filter holds exactly the live VIP');
+  }, { onMapWrite: (op) => { if (failOnVipSet && op.kind === 'vip-set') { failOnVipSet = false; throw new Error('injected write failure'); } } });
+});
+
 /** The maps' content keyed by what it means (service key, backend address), not by ids or inner map ids. */
 function mapsByMeaning(pinRoot: string) {
   const m = readMaps(pinRoot);
@@ -562,6 +579,11 @@ privilegedTest('the VIP prefilter holds the programmed VIP addresses: set before
       assert.ok(filter().equals(encodeVipFilter(['198.18.0.10', 'fd00::10', '198.18.0.11'])), 'exactly the VIP addresses');
       await first.dp.apply({ services: [WEB, STICKY] });
       assert.ok(filter().equals(both), 'a deleted VIP\'s address is gone');
+      // A VIP whose flags change (persistence) is the same VIP: deleting it afterwards clears its bit.
+      await first.dp.apply({ services: [WEB, { ...STICKY, persistence: 0 }] });
+      await first.dp.apply({ services: [WEB] });
+      assert.ok(filter().equals(encodeVipFilter(['198.18.0.10'])), 'counted once across a flags change');
+      await first.dp.apply({ services: [WEB, STICKY] });
       // A hand edit (or a filter left wide by a failed apply) is rewritten by repair().
       setFilter(encodeVipFilter([]));
       await first.dp.repair();

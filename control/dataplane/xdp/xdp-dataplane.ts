@@ -784,8 +784,9 @@ export class XdpDataplane implements Dataplane {
   /**
    * At start, before the program is attached: the filter from the VIPs the maps hold. A pinned
    * filter is not trusted (an older version that does not know it may have added VIPs since it was
-   * written). The bits go in first with `ready` 0, then again with `ready` 1: a packet that reads the
-   * value while it is copied sees either "no filter" or the new bits, never `ready` with old bits.
+   * written). The bits go in first with `ready` 0, then again with `ready` 1, so that a pinned
+   * filter that was not ready never turns ready with bits half copied. (A running program that
+   * already reads a ready filter reads a superset of the live VIPs, as the new bits are.)
    */
   private publishVipFilter(): void {
     this.vipFilter = VipFilter.of(vipAddresses(this.state.vips));
@@ -852,11 +853,18 @@ export class XdpDataplane implements Dataplane {
         continue;
       }
       const raw = o.map('backend_prev_macs').lookup(encodeU32(id));
-      let prev = raw ? decodeBackendPrevMac(raw) : null;
-      if (prev && prev.address !== entry.address) {
+      let prev: { address: string; mac: string } | null = null;
+      let foreign = false;
+      try {
+        prev = raw ? decodeBackendPrevMac(raw) : null;
+        foreign = prev !== null && prev.address !== entry.address;
+      } catch {
+        foreign = true; // not a valid entry (a hand edit): no server to trust it for
+      }
+      if (foreign) {
         // Written for another server: an older version, which does not know this map, gave the id
         // to this one. Its flows must not move: clear it.
-        log.warn({ backend: entry.address, id, writtenFor: prev.address }, 'clearing a previous MAC written for the server this id named before');
+        log.warn({ backend: entry.address, id, writtenFor: prev?.address ?? 'an undecodable entry' }, 'clearing a previous MAC written for the server this id named before');
         o.map('backend_prev_macs').update(encodeU32(id), encodeBackendPrevMac(entry.address, null));
         prev = null;
       }
