@@ -22,6 +22,7 @@ import { serviceKey, type Backend, type DesiredState, type VirtualService } from
 import { deleteNamespaceSync, waitFor } from '../lib/netns.js';
 import { TCP_FLAGS, frame, frameMacs } from '../lib/packets.js';
 import { privilegedTest } from '../lib/privileged.js';
+import { withPinned } from '../lib/pinned-maps.js';
 
 const RING = 1031;
 const XDP_DROP = 1, XDP_TX = 3;
@@ -225,10 +226,7 @@ privilegedTest('a write failing half-way leaves the data path as the maps are; t
 privilegedTest('a write failing after a VIP landed: the prefilter keeps that VIP through later deletes', async () => {
   let failOnVipSet = false;
   await withDataplane(async ({ dp, pinRoot }) => {
-    const filter = () => {
-      const f = BpfMap.fromPin(`${pinRoot}/vip_filter`);
-      try { return f.lookup(encodeU32(0))!; } finally { f.close(); }
-    };
+    const filter = () => withPinned(pinRoot, 'vip_filter', (m) => m.lookup(encodeU32(0))!);
     await dp.apply({ services: [WEB] });
     failOnVipSet = true; // DNS6's vips entry lands, then the apply fails; STICKY's never does
     await dp.apply(STATE).then(() => assert.unreachable('the apply fails'), () => {});
@@ -547,8 +545,7 @@ privilegedTest('every map indexed by backend id is sized to --max-backends, ever
   // By name: a future backend_* or vip_* map is checked without touching this test.
   await withDataplane(async ({ pinRoot }) => {
     const sizes = new Map(readdirSync(pinRoot).map((name) => {
-      const m = BpfMap.fromPin(`${pinRoot}/${name}`);
-      try { return [name, m.maxEntries] as const; } finally { m.close(); }
+      return [name, withPinned(pinRoot, name, (m) => m.maxEntries)] as const;
     }));
     const byBackend = [...sizes.keys()].filter((n) => n.startsWith('backend'));
     const byVip = [...sizes.keys()].filter((n) => /^vip|^rings$/.test(n) && n !== 'vip_filter');
@@ -560,14 +557,8 @@ privilegedTest('every map indexed by backend id is sized to --max-backends, ever
 
 privilegedTest('the VIP prefilter holds the programmed VIP addresses: set before a VIP is written, narrowed after one goes, published at start, repaired', async () => {
   const pinRoot = newPinRoot();
-  const filter = () => {
-    const m = BpfMap.fromPin(`${pinRoot}/vip_filter`);
-    try { return m.lookup(encodeU32(0))!; } finally { m.close(); }
-  };
-  const setFilter = (value: Buffer) => {
-    const m = BpfMap.fromPin(`${pinRoot}/vip_filter`);
-    try { m.update(encodeU32(0), value); } finally { m.close(); }
-  };
+  const filter = () => withPinned(pinRoot, 'vip_filter', (m) => m.lookup(encodeU32(0))!);
+  const setFilter = (value: Buffer) => withPinned(pinRoot, 'vip_filter', (m) => m.update(encodeU32(0), value));
   const both = encodeVipFilter(['198.18.0.10', '198.18.0.11']);
   try {
     const bitAtWrite: boolean[] = [];
@@ -619,10 +610,7 @@ privilegedTest('the VIP prefilter holds the programmed VIP addresses: set before
 
 privilegedTest('a previous MAC is cleared when its id goes to another server, and one written for another server is cleared on adoption', async () => {
   const pinRoot = newPinRoot();
-  const prevOf = (id: number) => {
-    const m = BpfMap.fromPin(`${pinRoot}/backend_prev_macs`);
-    try { return decodeBackendPrevMac(m.lookup(encodeU32(id))!); } finally { m.close(); }
-  };
+  const prevOf = (id: number) => withPinned(pinRoot, 'backend_prev_macs', (m) => decodeBackendPrevMac(m.lookup(encodeU32(id))!));
   const one = (address: string, mac: string) => ({ services: [svc('198.18.0.10', 80, [{ address, weight: 1, mac }])] });
   try {
     let id = -1;
@@ -639,8 +627,7 @@ privilegedTest('a previous MAC is cleared when its id goes to another server, an
       assert.ok([m.idOf('198.18.2.2'), m.idOf('198.18.2.3')].includes(id), 'the id was reused');
       assert.is(prevOf(id), null, 'an id new to its server names no previous MAC');
       // An older version reused an id without knowing backend_prev_macs: the entry names another server.
-      const pm = BpfMap.fromPin(`${pinRoot}/backend_prev_macs`);
-      try { pm.update(encodeU32(id), encodeBackendPrevMac('198.18.2.9', '02:be:00:00:00:09')); } finally { pm.close(); }
+      withPinned(pinRoot, 'backend_prev_macs', (m) => m.update(encodeU32(id), encodeBackendPrevMac('198.18.2.9', '02:be:00:00:00:09')));
     } finally {
       await first.dp.stop();
     }

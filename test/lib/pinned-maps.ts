@@ -19,7 +19,8 @@ export interface PinnedMapsSnapshot {
   flows: Set<string>;
 }
 
-function withPinned<T>(pinRoot: string, name: string, fn: (m: BpfMap) => T): T {
+/** Runs `fn` with the pinned map `name` under `pinRoot` open, and closes it. */
+export function withPinned<T>(pinRoot: string, name: string, fn: (m: BpfMap) => T): T {
   const m = BpfMap.fromPin(join(pinRoot, name));
   try {
     return fn(m);
