@@ -744,6 +744,19 @@ privilegedTest('a restart without CAP_SYS_ADMIN (the DaemonSet\'s capabilities) 
   }
 });
 
+privilegedTest('a start after a stop plans every service once: a delta relative to the state before the stop is not trusted', async () => {
+  await withDataplane(async ({ dp, pinRoot }) => {
+    await dp.apply({ ...STATE, revision: 1 });
+    await dp.stop();
+    // While stopped, a VIP entry goes (by hand, or another writer).
+    withPinned(pinRoot, 'vips', (m) => m.delete(encodeVipKey({ vip: '198.18.0.11', port: 443, protocol: 'tcp' })));
+    await dp.start();
+    // The next state names no change since revision 1: only a plan of every service sees the gap.
+    await dp.apply({ ...STATE, revision: 2, delta: { since: 1, changes: new Map() } });
+    assert.ok(readMaps(pinRoot).vips.has('tcp/198.18.0.11:443'), 'the missing VIP is written again');
+  });
+});
+
 privilegedTest('stop({ detach: true }) removes the pinned maps; the default keeps them', async () => {
   const pinRoot = newPinRoot();
   try {
