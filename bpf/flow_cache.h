@@ -17,9 +17,11 @@
  *   cached flow can outlive its `flows` entry (expiry, LRU eviction) by at most that long, and
  *   `flows` sees the flow's packets with at most REFRESH + that long of lag (0.75 s in all).
  * - While the cache epoch is the one it was decided under: the control plane moves cache_epoch
- *   on once the writes of an apply that deletes a VIP or takes an id from a service are done, so
- *   a deleted VIP's cached flows stop with that apply, and a reused id inherits no cached flow.
- *   Every other cached flow takes the slow path once and is cached again.
+ *   on once the writes of an apply that deletes a VIP, takes an id from a service or names a
+ *   backend's previous MAC are done, so a deleted VIP's cached flows stop with that apply, a
+ *   reused id inherits no cached flow, and flows of a backend whose MAC changed move at once
+ *   (flow.h xdir_follow_backend_mac). Every other cached flow takes the slow path once and is
+ *   cached again.
  * - Only for packets that change nothing: a TCP packet with SYN, FIN or RST always takes the slow
  *   path, so the CLOSING mark, the closing timeout and "SYN on a CLOSING flow picks again" are
  *   decided by `flows`, as before.

@@ -670,7 +670,8 @@ export class XdpDataplane implements Dataplane {
 
   /**
    * Moves cache_epoch on, after vip_gens entries were moved on (VIPs deleted, ids taken from
-   * services): every cached flow then takes the slow path once, so the old VIPs' stop.
+   * services) or a backend's previous MAC was named: every cached flow then takes the slow path
+   * once, so the old VIPs' stop and a moved backend's flows follow it.
    */
   private bumpCacheEpoch(): void {
     const m = this.object.map('cache_epoch');
