@@ -128,17 +128,21 @@ static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_pac
 {
 	struct flow_state *state, fresh = {};
 	__u8 mac[ETH_ALEN] __attribute__((aligned(4))); /* see xdir_rewrite_macs */
+	const __u8 *out_mac; /* the backend's MAC: the flow's (flow_state) or the new pick's (mac) */
 	struct vip_meta *vip;
 	bool closing = false, syn = false;
 	__u32 epoch = 0;
 	__u64 now;
 	int reason;
 
+	/* Traffic to the director's other addresses leaves here, before any other lookup. */
+	if (!xdir_maybe_vip(&pkt->flow))
+		return XDIR_R_PASS_NOT_VIP;
 	/* Before the VIP lookup (a helper call, which the compiler does not move loads across): see
 	 * xdir_flow_cache_fill. */
 	if (xdir_flow_cache_enabled())
 		epoch = xdir_cache_epoch();
-	vip = xdir_lookup_vip(&pkt->flow);
+	vip = xdir_lookup_vip_entry(&pkt->flow);
 	if (!vip)
 		return XDIR_R_PASS_NOT_VIP;
 	target->vip_id = vip->vip_id;
@@ -161,10 +165,8 @@ static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_pac
 		}
 		xdir_follow_backend_mac(state);
 		target->backend_id = state->backend_id;
-		if (xdir_flow_cache_enabled())
-			xdir_flow_cache_fill(&pkt->flow, vip, state->backend_id, state->backend_mac, epoch);
-		xdir_rewrite_macs(ctx, state->backend_mac);
-		return XDIR_R_FORWARDED;
+		out_mac = state->backend_mac;
+		goto forward;
 	}
 
 	reason = xdir_pick_backend(ctx, &pkt->flow, vip, &target->backend_id, mac, pkt->bytes);
@@ -179,9 +181,12 @@ static __always_inline int xdir_forward_flow(struct xdp_md *ctx, struct xdir_pac
 	xdir_count_reason(XDIR_EV_FLOW_NEW, pkt->bytes);
 	if (closing)
 		xdir_count_reason(XDIR_EV_TCP_CLOSING, pkt->bytes);
+	out_mac = mac;
+forward:
+	/* One copy of the cache fill for both ways here (it is large once inlined). */
 	if (xdir_flow_cache_enabled())
-		xdir_flow_cache_fill(&pkt->flow, vip, target->backend_id, mac, epoch);
-	xdir_rewrite_macs(ctx, mac);
+		xdir_flow_cache_fill(&pkt->flow, vip, target->backend_id, out_mac, epoch);
+	xdir_rewrite_macs(ctx, out_mac);
 	return XDIR_R_FORWARDED;
 }
 

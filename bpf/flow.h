@@ -40,14 +40,12 @@ static __always_inline bool xdir_maybe_vip(const struct flow_key *flow)
 	return f->bits[bit >> 6] & (1ULL << (bit & 63));
 }
 
-/* The service for a flow: the exact port first, then the service for all ports (port 0). */
-static __always_inline struct vip_meta *xdir_lookup_vip(const struct flow_key *flow)
+/* The `vips` entry for a flow: the exact port first, then the service for all ports (port 0). */
+static __always_inline struct vip_meta *xdir_lookup_vip_entry(const struct flow_key *flow)
 {
 	struct vip_key key = {};
 	struct vip_meta *vip;
 
-	if (!xdir_maybe_vip(flow))
-		return NULL;
 	__builtin_memcpy(key.addr, flow->dst, sizeof(key.addr));
 	key.port = flow->dport;
 	key.proto = flow->proto;
@@ -57,6 +55,12 @@ static __always_inline struct vip_meta *xdir_lookup_vip(const struct flow_key *f
 		return vip;
 	key.port = 0;
 	return bpf_map_lookup_elem(&vips, &key);
+}
+
+/* The service for a flow, behind the prefilter. */
+static __always_inline struct vip_meta *xdir_lookup_vip(const struct flow_key *flow)
+{
+	return xdir_maybe_vip(flow) ? xdir_lookup_vip_entry(flow) : NULL;
 }
 
 /* Age of a flow entry. Signed: another CPU may have stamped it a little after our `now`. */

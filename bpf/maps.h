@@ -70,7 +70,8 @@ struct {
 
 /*
  * The flow cache's epoch (flow_cache.h): one u32 that the control plane moves on after it deletes a
- * VIP or takes an id from a service (and after repairing generations). An entry is trusted only
+ * VIP, takes an id from a service or names a backend's previous MAC (and after repairing
+ * generations). An entry is trusted only
  * while the epoch is the one it was decided under, so those changes stop every cached flow at once
  * (each then takes the slow path once). One global word, not the VIP's own generation, because the
  * fast path reads it without first reading the entry's vip_id. Pinned, like vip_gens.

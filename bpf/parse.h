@@ -19,6 +19,12 @@
 #ifndef XDIR_PARSE_H
 #define XDIR_PARSE_H
 
+/* Flow-key words are built in little-endian memory order (here and in fast_path.h), and packet
+ * loads are unaligned: the director targets x86. */
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the director's parsers build flow-key words for a little-endian target"
+#endif
+
 #include <linux/types.h>
 #include <linux/in.h>
 #include <linux/if_ether.h>
@@ -76,23 +82,14 @@ static __always_inline void xdir_flow_word(void *at, __u64 word)
 /* An IPv4 address as the first of a key address's words, the other three zero, in one store. */
 static __always_inline void xdir_flow_addr4(void *at, __be32 addr)
 {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	xdir_flow_word(at, (__u64)addr);
-#else
-	xdir_flow_word(at, (__u64)addr << 32);
-#endif
 }
 
 /* The key's last word, {sport, dport, proto, family, pad}, in memory order. */
 static __always_inline void xdir_flow_set_ports(struct xdir_packet *pkt, __be16 sport, __be16 dport)
 {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	xdir_flow_word(&pkt->flow.sport, (__u64)sport | (__u64)dport << 16 | (__u64)pkt->flow.proto << 32 |
 					 (__u64)pkt->flow.family << 40);
-#else
-	pkt->flow.sport = sport;
-	pkt->flow.dport = dport;
-#endif
 }
 
 /* TCP or UDP ports (and TCP flags) of pkt->flow.proto, from the header at l4. */
@@ -237,28 +234,39 @@ static __always_inline int xdir_parse_ipv6(void *l3, void *data_end, struct xdir
 }
 
 /*
- * Parses the frame into pkt and sets *eth_out. The 802.1Q/802.1ad tag, if any, stays in the
- * frame: XDP_TX sends the frame back out of the link it came in on, into the same VLAN.
- * A second (stacked) tag makes the frame "not IP" for us; the kernel handles QinQ.
+ * Steps over Ethernet and at most one 802.1Q/802.1ad tag: the ethertype after them, with *l3 set
+ * to where that header starts, or 0 for a frame too short for them. The tag, if any, stays in the
+ * frame: XDP_TX sends the frame back out of the link it came in on, into the same VLAN. A second
+ * (stacked) tag is returned as the ethertype, so the frame is "not IP" for us; the kernel handles
+ * QinQ. Shared with fast_path.h.
  */
-static __always_inline int xdir_parse(void *data, void *data_end, struct xdir_packet *pkt)
+static __always_inline __be16 xdir_parse_eth(void *data, void *data_end, void **l3)
 {
-	struct ethhdr *eth = data;
-	void *l3 = (void *)(eth + 1);
+	void *at = data + sizeof(struct ethhdr);
 	__be16 proto;
 
-	if ((void *)(eth + 1) > data_end)
-		return XDIR_PARSE_NOT_IP;
+	if (at > data_end)
+		return 0;
 	/* One 16-bit load: struct ethhdr is packed, so eth->h_proto would be read byte by byte. */
 	proto = *(__be16 *)(data + 12);
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
-		struct xdir_vlan_hdr *vlan = l3;
+		struct xdir_vlan_hdr *vlan = at;
 
 		if ((void *)(vlan + 1) > data_end)
-			return XDIR_PARSE_NOT_IP;
+			return 0;
 		proto = vlan->encap_proto;
-		l3 = (void *)(vlan + 1);
+		at = (void *)(vlan + 1);
 	}
+	*l3 = at;
+	return proto;
+}
+
+/* Parses the frame into pkt. */
+static __always_inline int xdir_parse(void *data, void *data_end, struct xdir_packet *pkt)
+{
+	void *l3;
+	__be16 proto = xdir_parse_eth(data, data_end, &l3);
+
 	if (proto == bpf_htons(ETH_P_IP))
 		return xdir_parse_ipv4(l3, data_end, pkt);
 	if (proto == bpf_htons(ETH_P_IPV6))

@@ -294,13 +294,8 @@ privilegedTest('a service skipped for want of VIP ids is programmed once an id i
 privilegedTest('after repair() found drift, the next apply looks at every service even when its state has a delta', () => withDataplane(async ({ dp, pinRoot }) => {
   await dp.apply({ services: [WEB, DNS6, STICKY], revision: 1 });
   const before = mapsByMeaning(pinRoot);
-  const backendsMap = BpfMap.fromPin(`${pinRoot}/backends`);
-  try {
-    const id = readMaps(pinRoot).idOf('198.18.2.1')!;
-    backendsMap.update(encodeU32(id), encodeBackend({ address: '198.18.2.1', mac: '02:ee:ee:ee:ee:ee' }));
-  } finally {
-    backendsMap.close();
-  }
+  const id = readMaps(pinRoot).idOf('198.18.2.1')!;
+  withPinned(pinRoot, 'backends', (m) => m.update(encodeU32(id), encodeBackend({ address: '198.18.2.1', mac: '02:ee:ee:ee:ee:ee' })));
   await dp.repair();
   // The delta names only DNS6; WEB's backend entry drifted and is restored all the same.
   const dns2 = { ...DNS6, persistence: 30 };
@@ -481,14 +476,10 @@ function vipGenerations(pinRoot: string): Map<string, { vipId: number; gen: numb
 privilegedTest('repair() gives a VIP whose generation was edited by hand a fresh one (its cached flows count for it again)', () => withDataplane(async ({ dp, pinRoot }) => {
   await dp.apply(STATE);
   const web = vipGenerations(pinRoot).get(serviceKey(WEB))!;
-  const epoch = BpfMap.fromPin(`${pinRoot}/cache_epoch`);
-  const epochBefore = decodeU32(epoch.lookup(encodeU32(0))!);
-  const gens = BpfMap.fromPin(`${pinRoot}/vip_gens`);
-  try {
-    gens.update(encodeU32(web.vipId), encodeU32(web.gen + 7)); // vip_gens moved on by hand; vips still says web.gen
-  } finally {
-    gens.close();
-  }
+  const epochNow = () => withPinned(pinRoot, 'cache_epoch', (m) => decodeU32(m.lookup(encodeU32(0))!));
+  const epochBefore = epochNow();
+  // vip_gens moved on by hand; vips still says web.gen
+  withPinned(pinRoot, 'vip_gens', (m) => m.update(encodeU32(web.vipId), encodeU32(web.gen + 7)));
   await dp.repair();
   const after = vipGenerations(pinRoot);
   const fixed = after.get(serviceKey(WEB))!;
@@ -496,8 +487,7 @@ privilegedTest('repair() gives a VIP whose generation was edited by hand a fresh
   assert.is.not(fixed.gen, web.gen, 'with a generation the stale cached flows do not carry');
   assert.is.not(fixed.gen, web.gen + 7, 'and not the hand-written one either');
   for (const [key, g] of after) assert.is(g.gen, g.current, `${key}: a live VIP's generation`);
-  assert.is.not(decodeU32(epoch.lookup(encodeU32(0))!), epochBefore, 'the cache epoch moved on: cached flows are decided again');
-  epoch.close();
+  assert.is.not(epochNow(), epochBefore, 'the cache epoch moved on: cached flows are decided again');
 }));
 
 privilegedTest('removing a service stops its established flows at once, also those the program\'s flow cache holds, across a restart', async () => {
@@ -523,16 +513,11 @@ privilegedTest('removing a service stops its established flows at once, also tho
       const webId = vipGenerations(pinRoot).get('tcp/198.18.0.10:80')!.vipId;
       await second.dp.apply({ services: [DNS6, STICKY] });
       assert.is(prog.testRun({ data: ack('198.18.0.10', 80) }).retval, PASS, 'the removed VIP\'s flow goes to the kernel');
-      const gens = BpfMap.fromPin(`${pinRoot}/vip_gens`);
-      try {
-        const current = decodeU32(gens.lookup(encodeU32(webId))!);
-        await second.dp.apply(STATE);
-        const again = vipGenerations(pinRoot).get('tcp/198.18.0.10:80')!;
-        assert.is(again.gen, again.current, 're-added: alive');
-        if (again.vipId === webId) assert.is.not(again.gen, current, 'a new generation for the id');
-      } finally {
-        gens.close();
-      }
+      const current = withPinned(pinRoot, 'vip_gens', (m) => decodeU32(m.lookup(encodeU32(webId))!));
+      await second.dp.apply(STATE);
+      const again = vipGenerations(pinRoot).get('tcp/198.18.0.10:80')!;
+      assert.is(again.gen, again.current, 're-added: alive');
+      if (again.vipId === webId) assert.is.not(again.gen, current, 'a new generation for the id');
     } finally {
       await second.dp.stop();
     }

@@ -422,18 +422,15 @@ function* definedIn(changes: ReadonlyMap<string, VirtualService | null>): Iterab
 
 /** The programmed backends among `a` and `b` (each once). */
 function* programmedAmong(
-  backends: ReadonlyMap<string, ProgrammedBackend>, a: ReadonlySet<string>, b: ReadonlySet<string> | undefined,
+  backends: ReadonlyMap<string, ProgrammedBackend>, a: ReadonlySet<string>, b: ReadonlySet<string>,
 ): Iterable<[string, ProgrammedBackend]> {
   for (const address of a) {
     const cur = backends.get(address);
     if (cur) yield [address, cur];
   }
-  if (b) {
-    for (const address of b) {
-      if (a.has(address)) continue;
-      const cur = backends.get(address);
-      if (cur) yield [address, cur];
-    }
+  for (const address of b) {
+    const cur = a.has(address) ? undefined : backends.get(address);
+    if (cur) yield [address, cur];
   }
 }
 

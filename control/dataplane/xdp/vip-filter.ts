@@ -4,7 +4,7 @@
  * change costs what it changes, not a rehash of every VIP. Pure: XdpDataplane decides when the
  * value is written to the pinned `vip_filter` map.
  */
-import { LAYOUT, vipFilterBit } from './codecs.js';
+import { LAYOUT, encodeVipFilter, vipFilterBit, vipFilterHas } from './codecs.js';
 
 const F = LAYOUT.vip_filter.fields;
 
@@ -28,18 +28,12 @@ export class VipFilter {
     return f;
   }
 
-  private bitOf(address: string): number {
-    let bit = this.bits.get(address);
-    if (bit === undefined) bit = vipFilterBit(address);
-    return bit;
-  }
-
   /** One more VIP on `address`. */
   add(address: string): void {
     const n = this.uses.get(address) ?? 0;
     this.uses.set(address, n + 1);
     if (n > 0) return;
-    const bit = this.bitOf(address);
+    const bit = vipFilterBit(address);
     this.bits.set(address, bit);
     if (this.perBit[bit]!++ === 0) this.value[F.bits + (bit >> 3)]! |= 1 << (bit & 7);
   }
@@ -57,17 +51,11 @@ export class VipFilter {
 
   /** Whether the value has the bit of `address` set. */
   has(address: string): boolean {
-    const bit = this.bitOf(address);
-    return (this.value[F.bits + (bit >> 3)]! & (1 << (bit & 7))) !== 0;
+    return vipFilterHas(this.value, address);
   }
 
   /** A copy of the value with these addresses' bits set as well (the content stays as it is). */
   withExtra(addresses: Iterable<string>): Buffer {
-    const out = Buffer.from(this.value);
-    for (const a of addresses) {
-      const bit = this.bitOf(a);
-      out[F.bits + (bit >> 3)]! |= 1 << (bit & 7);
-    }
-    return out;
+    return encodeVipFilter(addresses, this.value);
   }
 }

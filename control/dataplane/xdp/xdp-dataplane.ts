@@ -97,8 +97,6 @@ function packageRoot(): string {
   }
 }
 
-export { defaultPinRoot };
-
 const NS_PER_S = 1_000_000_000n;
 
 /**
@@ -161,11 +159,9 @@ export class XdpDataplane implements Dataplane {
   private lastDesired: DesiredState | null = null;
   private lastRetain: ReadonlySet<string> = new Set();
   /**
-   * The revision of lastDesired while `state` is exactly what planning it gave (no failed write,
-   * no re-read since): only then (with `planned` true) may the next apply plan from its delta alone.
+   * True while `state` is exactly what planning lastDesired gave (no failed write, no re-read
+   * since): only then may the next apply plan from a delta relative to lastDesired's revision alone.
    */
-  private plannedRevision: number | undefined;
-  /** True while `state` is exactly the plan of lastDesired (see plannedRevision), with or without a revision. */
   private planned = false;
   /**
    * The kernel id of the inner map in rings[vipId], by VIP id, as last written or adopted. Ids are
@@ -233,7 +229,6 @@ export class XdpDataplane implements Dataplane {
     });
     // A start after a stop plans every service once: the maps may have changed in between.
     this.planned = false;
-    this.plannedRevision = undefined;
     try {
       try {
         this.state = this.readProgrammedState();
@@ -299,13 +294,12 @@ export class XdpDataplane implements Dataplane {
       }
       // From the state last planned, the validated delta names every service that differs: plan
       // those alone (O(changes), not a pass over 10,000 services). Anything else plans everything.
-      const delta = this.planned && valid.delta && this.plannedRevision !== undefined && valid.delta.since === this.plannedRevision
-        ? valid.delta.changes : undefined;
+      const since = this.lastDesired?.revision;
+      const delta = this.planned && valid.delta && since !== undefined && valid.delta.since === since ? valid.delta.changes : undefined;
       const macChanges = await this.resolveMacs(valid, false, retain, delta);
       const result = this.reconcile(valid, retain, delta, this.planned ? macChanges : undefined);
       this.lastDesired = valid;
       this.lastRetain = retain;
-      this.plannedRevision = valid.revision;
       return result;
     });
   }
@@ -835,6 +829,26 @@ export class XdpDataplane implements Dataplane {
   }
 
   /**
+   * backend_prev_macs[id] as adopted for the backend at `address`: its MAC, or null. An entry
+   * written for another server (an older version, which does not know this map, gave the id to
+   * this one) or one that does not decode (a hand edit) is cleared: its flows must not move.
+   */
+  private adoptPrevMac(all: BatchRead, id: number, address: string): string | null {
+    const size = LAYOUT.backend_prev_mac.size;
+    if (id >= all.count) return null;
+    let prev: { address: string; mac: string } | null = null;
+    try {
+      prev = decodeBackendPrevMac(all.values.subarray(id * size, (id + 1) * size));
+      if (prev === null || prev.address === address) return prev?.mac ?? null;
+    } catch {
+      // not decodable: cleared below
+    }
+    log.warn({ backend: address, id, writtenFor: prev?.address ?? 'an undecodable entry' }, 'clearing a previous MAC written for the server this id named before');
+    this.object.map('backend_prev_macs').update(encodeU32(id), encodeBackendPrevMac(address, null));
+    return null;
+  }
+
+  /**
    * Rebuilds the programmed state from the maps: after a restart, a failed apply, and drift.
    * `known`: rings already known by VIP id, used while rings[vipId] still holds that inner map.
    */
@@ -844,6 +858,7 @@ export class XdpDataplane implements Dataplane {
     const byId = new Map<number, string>();
     const all = o.map('backends').lookupAll();
     const vsize = o.map('backends').valueSize;
+    const prevMacs = o.map('backend_prev_macs').lookupAll(); // an array: entry i is id i
     for (let i = 0; i < all.count; i++) {
       const entry = decodeBackend(all.values.subarray(i * vsize, (i + 1) * vsize));
       if (!entry) continue;
@@ -853,23 +868,8 @@ export class XdpDataplane implements Dataplane {
         o.map('backends').update(encodeU32(id), emptyBackend());
         continue;
       }
-      const raw = o.map('backend_prev_macs').lookup(encodeU32(id));
-      let prev: { address: string; mac: string } | null = null;
-      let foreign = false;
-      try {
-        prev = raw ? decodeBackendPrevMac(raw) : null;
-        foreign = prev !== null && prev.address !== entry.address;
-      } catch {
-        foreign = true; // not a valid entry (a hand edit): no server to trust it for
-      }
-      if (foreign) {
-        // Written for another server: an older version, which does not know this map, gave the id
-        // to this one. Its flows must not move: clear it.
-        log.warn({ backend: entry.address, id, writtenFor: prev?.address ?? 'an undecodable entry' }, 'clearing a previous MAC written for the server this id named before');
-        o.map('backend_prev_macs').update(encodeU32(id), encodeBackendPrevMac(entry.address, null));
-        prev = null;
-      }
-      backends.set(entry.address, { id, address: entry.address, mac: entry.mac, prevMac: prev?.mac ?? null });
+      const prev = this.adoptPrevMac(prevMacs, id, entry.address);
+      backends.set(entry.address, { id, address: entry.address, mac: entry.mac, prevMac: prev });
       byId.set(id, entry.address);
     }
 

@@ -5,7 +5,7 @@
  * missing permission nor a spare one.
  */
 import {
-  CoordinationV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api,
+  CoordinationV1Api, CoreV1Api, CustomObjectsApi,
   type CoreV1Event, type KubeConfig, type V1ConfigMap, type V1EndpointSlice, type V1Lease, type V1Node, type V1Service,
 } from '@kubernetes/client-node';
 import { getJson, trimObject } from './raw-get.js';
@@ -78,7 +78,6 @@ export function describeApiError(err: unknown): string {
 /** The typed clients, reachable only through calls named in API_CALLS. */
 export class KubeApi {
   readonly core: CoreV1Api;
-  readonly discovery: DiscoveryV1Api;
   readonly custom: CustomObjectsApi;
   readonly coordination: CoordinationV1Api;
   /** Calls made, by name (for metrics and tests). */
@@ -86,7 +85,6 @@ export class KubeApi {
 
   constructor(readonly config: KubeConfig) {
     this.core = config.makeApiClient(CoreV1Api);
-    this.discovery = config.makeApiClient(DiscoveryV1Api);
     this.custom = config.makeApiClient(CustomObjectsApi);
     this.coordination = config.makeApiClient(CoordinationV1Api);
   }
