@@ -65,6 +65,7 @@ import type { MapOp } from '../control/dataplane/xdp/plan.js';
 import { XdpDataplane } from '../control/dataplane/xdp/xdp-dataplane.js';
 import { TestDirector, XDP, reasonDelta } from '../test/bpf/director-harness.js';
 import { frame, type FrameSpec } from '../test/lib/packets.js';
+import { bpfCompileArgs, CLANG } from '../test/lib/bpf-compile.js';
 import { maglevBuildMs, warmMaglev } from './lib/maglev-build.js';
 import { median, printTable, writeResults } from './lib/results.js';
 import { threadCpuNs } from './lib/thread-cpu.js';
@@ -106,10 +107,7 @@ const ns2 = (x: number): number => Number(x.toFixed(2));
 function compile(source: string, outDir: string, defines: string[] = [], name?: string): string {
   const out = join(outDir, name ?? source.replace(/^.*\//, '').replace(/\.c$/, '.o'));
   try {
-    execFileSync(process.env.CLANG ?? 'clang', [
-      '-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', '-D__TARGET_ARCH_x86', '-I', join(ROOT, 'bpf'),
-      '-I', '/usr/include/x86_64-linux-gnu', ...defines.map((d) => `-D${d}`), '-c', join(ROOT, source), '-o', out,
-    ], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync(CLANG, bpfCompileArgs(join(ROOT, source), out, defines), { stdio: ['ignore', 'ignore', 'inherit'] });
   } catch (err) {
     throw new Error(`cannot compile ${source} with clang: ${(err as Error).message}; install clang (\`make apt\`) or set CLANG`);
   }

@@ -28,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import type { Topology } from '../../test/lib/topology.js';
 import { xdpPassObject } from '../../test/lib/topology.js';
 import { ipIn, nsRun, run, sleep, sysctlIn } from '../../test/lib/netns.js';
+import { compileBpf } from '../../test/lib/bpf-compile.js';
 
 /** The CPU the director's receive thread owns; the sender gets SENDER_CPU. */
 export const DIRECTOR_CPU = 1;
@@ -39,9 +40,7 @@ const RX_THREAD_PRIORITY = 50;
 async function bpfObject(dir: string, name: string): Promise<string> {
   const src = fileURLToPath(new URL(`./${name}.bpf.c`, import.meta.url));
   mkdirSync(dir, { recursive: true });
-  const out = join(dir, `${name}.bpf.o`);
-  await run(process.env.CLANG ?? 'clang', ['-O2', '-g', '-target', 'bpf', '-I', '/usr/include/x86_64-linux-gnu', '-c', src, '-o', out]);
-  return out;
+  return compileBpf(src, join(dir, `${name}.bpf.o`));
 }
 
 /** The pinned packet generator of bench/udp-flood.c's xdp mode (bench/lib/flood-gen.bpf.c). */

@@ -1,9 +1,10 @@
 /**
- * The UDP packet-rate measurement of the end-to-end benchmarks, shared by bench/e2e.ts (host) and
- * bench/guest/ipvs-rate.ts (inside the IPVS guest): a bounded flood of small datagrams over several
- * flows (bench/udp-flood.c, sendmmsg) from the topology's first client to the VIP, counted as
- * packets received on the real servers' interfaces (nothing listens on the port, so the servers'
- * kernels drop them after counting; no user-space receiver limits the rate).
+ * The UDP packet-rate measurement of the IPVS guest's benchmark (bench/guest/ipvs-rate.ts, driven
+ * by bench/ipvs-guest.ts): a bounded flood of small datagrams over several flows (bench/udp-flood.c,
+ * sendmmsg) from the topology's first client to the VIP, counted as packets received on the real
+ * servers' interfaces (nothing listens on the port, so the servers' kernels drop them after
+ * counting; no user-space receiver limits the rate). bench/e2e.ts shares its config text and
+ * sender build, and measures with bench/lib/forward-rate.ts.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';

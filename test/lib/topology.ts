@@ -26,6 +26,7 @@ import {
   deleteNamespaceSync, ipIn, killStarted, listNamespacesSync, nsRun, nsSpawn, run, startedChildren, sysctlIn, waitExit,
   type ExecOptions, type ExecResult,
 } from './netns.js';
+import { compileBpf } from './bpf-compile.js';
 
 export const VIP4 = '198.19.0.10';
 export const VIP6 = 'fd00:19::10';
@@ -278,7 +279,7 @@ export function xdpPassObject(): Promise<string> {
     const src = fileURLToPath(new URL('./xdp-pass.bpf.c', import.meta.url));
     mkdirSync(RUN_DIR, { recursive: true });
     const out = join(RUN_DIR, `xdp-pass-${process.pid}.o`);
-    await run(process.env.CLANG ?? 'clang', ['-O2', '-g', '-target', 'bpf', '-I', '/usr/include/x86_64-linux-gnu', '-c', src, '-o', out]);
+    await compileBpf(src, out);
     process.once('exit', () => rmSync(out, { force: true }));
     return out;
   })();
